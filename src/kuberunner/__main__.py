@@ -1,0 +1,3 @@
+from kuberunner.cli import main
+
+main()

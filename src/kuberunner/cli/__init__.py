@@ -1,0 +1,22 @@
+"""The ``kuberunner`` command line: the only synchronous edge of the program.
+
+Each command group lives in its own module and is registered here; only
+commands that work are registered.
+"""
+
+from __future__ import annotations
+
+import click
+
+from kuberunner import __version__
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kuberunner")
+def main() -> None:
+    """A GitLab CI runner for Kubernetes (drop-in for gitlab-runner's config.toml)."""
+
+
+# Command registration: one line per command module.
