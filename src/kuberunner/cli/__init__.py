@@ -20,3 +20,6 @@ def main() -> None:
 
 
 # Command registration: one line per command module.
+from kuberunner.cli import config_cmd  # noqa: E402
+
+main.add_command(config_cmd.config)

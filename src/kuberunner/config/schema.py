@@ -74,12 +74,12 @@ _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 def parse_duration(value: Any) -> float:
     """A Go duration string ("5m", "1h30m", "500ms") or a number of seconds."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as \"5m\" or a number of seconds")
+        raise ValueError('expected a duration such as "5m" or a number of seconds')
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str) and _DURATION.match(value.strip()):
         return sum(float(n) * _UNIT[u] for n, u in _DURATION_PART.findall(value))
-    raise ValueError("expected a duration such as \"5m\", \"90s\" or \"1h30m\"")
+    raise ValueError('expected a duration such as "5m", "90s" or "1h30m"')
 
 
 # --------------------------------------------------------------------------- cache
@@ -475,7 +475,7 @@ class RunnerConfig(_Table):
     output_limit: int = Field(4096, ge=1)
     builds_dir: str = ""
     cache_dir: str = ""
-    environment: list[str] = Field(default_factory=list)
+    environment: list[str] = Field(default_factory=list, repr=False)  # values may be credentials
     clone_url: str = ""
     pre_get_sources_script: str = ""
     post_get_sources_script: str = ""
@@ -487,15 +487,16 @@ class RunnerConfig(_Table):
     cache: CacheConfig | None = None
     kubernetes: KubernetesConfig | None = None
     # Tables of executors kuberunner does not have: accepted so a shared file
-    # loads, reported by `config check` as not supported.
-    docker: dict[str, Any] | None = later(None)
-    machine: dict[str, Any] | None = later(None)
-    custom: dict[str, Any] | None = later(None)
-    ssh: dict[str, Any] | None = later(None)
-    parallels: dict[str, Any] | None = later(None)
-    virtualbox: dict[str, Any] | None = later(None)
-    autoscaler: dict[str, Any] | None = later(None)
-    referees: dict[str, Any] | None = later(None)
+    # loads, reported by `config check` as not supported. Kept out of reprs:
+    # they may hold credentials the schema does not know about.
+    docker: dict[str, Any] | None = later(None, repr=False)
+    machine: dict[str, Any] | None = later(None, repr=False)
+    custom: dict[str, Any] | None = later(None, repr=False)
+    ssh: dict[str, Any] | None = later(None, repr=False)
+    parallels: dict[str, Any] | None = later(None, repr=False)
+    virtualbox: dict[str, Any] | None = later(None, repr=False)
+    autoscaler: dict[str, Any] | None = later(None, repr=False)
+    referees: dict[str, Any] | None = later(None, repr=False)
 
     @field_validator("unhealthy_interval", mode="before")
     @classmethod
@@ -518,7 +519,7 @@ class RunnerConfig(_Table):
         token = self.token
         for prefix in ("glrtr-", "glrt-"):
             if token.startswith(prefix):
-                token = token[len(prefix):]
+                token = token[len(prefix) :]
                 break
         return token[:8]
 

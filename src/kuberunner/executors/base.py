@@ -54,8 +54,9 @@ class JobOutcome:
 class BuildError(Exception):
     """A job failure an executor raises from deep inside; the runner turns it into a JobOutcome."""
 
-    def __init__(self, message: str, reason: FailureReason = "runner_system_failure",
-                 exit_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, reason: FailureReason = "runner_system_failure", exit_code: int | None = None
+    ) -> None:
         super().__init__(message)
         self.reason: FailureReason = reason
         self.exit_code = exit_code
