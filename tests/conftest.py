@@ -15,3 +15,5 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         raise RuntimeError(f"reference material not found at {SHARED}")
     return SHARED
+
+pytest_plugins = ["tests.doubles.gitlab.fixtures"]
