@@ -48,7 +48,7 @@ class JobPayloadError(ValueError):
 
 class JobVariable(_Model):
     key: str
-    value: str = ""
+    value: str = Field(default="", repr=False)  # may be masked: never in a traceback
     public: bool = False
     masked: bool = False
     file: bool = False
@@ -190,7 +190,14 @@ class JobPayload(_Model):
     dependencies: list[Dependency] = Field(default_factory=list)
 
     @field_validator(
-        "variables", "steps", "hooks", "services", "artifacts", "cache", "credentials", "dependencies",
+        "variables",
+        "steps",
+        "hooks",
+        "services",
+        "artifacts",
+        "cache",
+        "credentials",
+        "dependencies",
         mode="before",
     )
     @classmethod
