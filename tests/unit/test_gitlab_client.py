@@ -21,12 +21,16 @@ from kuberunner.runner.trace_sender import MAX_PATCH_BYTES, TraceSender
 PAYLOAD = {"id": 7, "token": "glcbt-secret", "steps": [{"name": "script", "script": ["true"]}]}
 
 
-def client_for(handler: Callable[[httpx.Request], httpx.Response], sleeps: list[float] | None = None) -> GitLabClient:
+def client_for(
+    handler: Callable[[httpx.Request], httpx.Response], sleeps: list[float] | None = None
+) -> GitLabClient:
     async def fake_sleep(seconds: float) -> None:
         if sleeps is not None:
             sleeps.append(seconds)
 
-    return GitLabClient("https://gitlab.example.com/", transport=httpx.MockTransport(handler), sleep=fake_sleep)
+    return GitLabClient(
+        "https://gitlab.example.com/", transport=httpx.MockTransport(handler), sleep=fake_sleep
+    )
 
 
 @pytest.mark.parametrize(
@@ -50,7 +54,9 @@ async def test_request_job_sends_contract_body_and_parses_201() -> None:
         return httpx.Response(201, json=PAYLOAD, headers={"X-GitLab-Last-Update": "abc"})
 
     async with client_for(handler) as client:
-        answer = await client.request_job("glrt-runner", system_id="s_0123456789ab", info={"features": FEATURES})
+        answer = await client.request_job(
+            "glrt-runner", system_id="s_0123456789ab", info={"features": FEATURES}
+        )
     assert answer.status == 201 and answer.job is not None and answer.job.id == 7
     assert answer.last_update == "abc"
     request = seen[0]
@@ -97,7 +103,9 @@ async def test_a_broken_payload_is_a_clear_error() -> None:
 
 async def test_update_retries_5xx_with_backoff_then_succeeds() -> None:
     sleeps: list[float] = []
-    answers = iter([httpx.Response(502), httpx.Response(503, headers={"Retry-After": "2"}), httpx.Response(200)])
+    answers = iter(
+        [httpx.Response(502), httpx.Response(503, headers={"Retry-After": "2"}), httpx.Response(200)]
+    )
     async with client_for(lambda r: next(answers), sleeps) as client:
         answer = await client.update_job(1, "glcbt-x", state="running")
     assert answer.accepted
@@ -130,7 +138,13 @@ async def test_update_job_sends_output_checksum_and_token() -> None:
 
     async with client_for(handler) as client:
         answer = await client.update_job(
-            3, "glcbt-j", state="failed", failure_reason="script_failure", exit_code=2, checksum="crc32:0000abcd", bytesize=9
+            3,
+            "glcbt-j",
+            state="failed",
+            failure_reason="script_failure",
+            exit_code=2,
+            checksum="crc32:0000abcd",
+            bytesize=9,
         )
     assert answer.job_status == "success"
     assert bodies[0]["state"] == "failed" and bodies[0]["exit_code"] == 2

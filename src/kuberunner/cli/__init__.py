@@ -23,3 +23,15 @@ def main() -> None:
 from kuberunner.cli import config_cmd  # noqa: E402
 
 main.add_command(config_cmd.config)
+
+from kuberunner.cli import runner_cmd  # noqa: E402
+
+for _command in (
+    runner_cmd.register,
+    runner_cmd.verify,
+    runner_cmd.unregister,
+    runner_cmd.list_runners,
+    runner_cmd.run,
+    runner_cmd.run_single,
+):
+    main.add_command(_command)

@@ -3,6 +3,12 @@
 The runner (GitLab jobs) and ``kuberunner exec`` (local pipelines) both call
 :meth:`Executor.run` with the same :class:`~kuberunner.build.Build`; only the
 trace's sink differs.
+
+Who writes what in the log: the runner writes the header (``Running with
+...``) and the last line (``Job succeeded`` or ``ERROR: Job failed: <message>``,
+from the returned :class:`JobOutcome`); the executor writes everything in
+between: its ``prepare_executor`` section, then one section per stage, named
+and titled as gitlab-runner does (:func:`kuberunner.script.stage_title`).
 """
 
 from __future__ import annotations

@@ -208,6 +208,7 @@ class GitLabClient:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         retry: bool = True,
+        also_retry: frozenset[int] = frozenset(),
     ) -> httpx.Response:
         """Send one request with the contract's retries; the last answer is returned as is."""
         attempts = self._retry.attempts if retry else 1
@@ -238,7 +239,9 @@ class GitLabClient:
                 ) from None
             if self._on_response:
                 self._on_response(endpoint, response.status_code)
-            if _retryable(response.status_code) and attempt + 1 < attempts:
+            if (
+                _retryable(response.status_code) or response.status_code in also_retry
+            ) and attempt + 1 < attempts:
                 await self._sleep(_wait_for(response, self._retry, attempt))
                 continue
             return response
@@ -382,8 +385,14 @@ class GitLabClient:
             body["exit_code"] = exit_code
         if checksum is not None or bytesize is not None:
             body["output"] = {"checksum": checksum, "bytesize": bytesize}
+        # 409: the job is being updated by another request (GitLab's lock): try again
         response = await self._send(
-            "jobs/update", "PUT", f"jobs/{job_id}", json_body=body, headers={"JOB-TOKEN": job_token}
+            "jobs/update",
+            "PUT",
+            f"jobs/{job_id}",
+            json_body=body,
+            headers={"JOB-TOKEN": job_token},
+            also_retry=frozenset({409}),
         )
         if response.status_code in (200, 202):
             return UpdateAnswer(response.status_code, response.headers.get("Job-Status"), _interval(response))

@@ -1,0 +1,77 @@
+"""From a ``[[runners]]`` entry to an executor and a Build: the seam the service uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kuberunner.build import Build, BuildConfigError, CachePresigner
+from kuberunner.config.load import load_config
+from kuberunner.config.schema import Config, RunnerConfig
+from kuberunner.executors.base import BuildError, Executor
+from kuberunner.executors.shell import ShellExecutor
+from kuberunner.helper import s3
+from kuberunner.job import JobPayload
+from kuberunner.runner.service import ServiceHooks
+
+__all__ = ["cache_presigner", "make_build", "make_executor", "service_hooks"]
+
+PRESIGN_EXPIRY = 3600
+
+
+def service_hooks() -> ServiceHooks:
+    return ServiceHooks(load_config=_load, make_executor=make_executor, make_build=make_build)
+
+
+def _load(path: Path) -> Config:
+    return load_config(path).config
+
+
+def make_executor(runner: RunnerConfig) -> Executor:
+    executor = runner.executor or "shell"
+    if executor == "shell":
+        return ShellExecutor(shell=runner.shell or None)
+    if executor == "kubernetes":
+        raise BuildError(
+            "the kubernetes executor is not available in this version of kuberunner yet: "
+            'use executor = "shell" for now',
+            "runner_configuration_error",
+        )
+    raise BuildError(
+        f'executor "{executor}" is not supported by kuberunner: use "kubernetes" or "shell" in [[runners]]',
+        "runner_configuration_error",
+    )
+
+
+def make_build(runner: RunnerConfig, job: JobPayload, concurrent_id: int) -> Build:
+    try:
+        return Build.create(job, runner, concurrent_id=concurrent_id, cache_presigner=cache_presigner(runner))
+    except BuildConfigError as exc:
+        raise BuildError(str(exc), "runner_configuration_error") from None
+
+
+def cache_presigner(runner: RunnerConfig) -> CachePresigner | None:
+    """Presigned S3 URLs for ``[runners.cache]`` with ``Type = "s3"``; None for a local cache.
+
+    The object name (path, runner scope, project, key) is decided by
+    :meth:`Build.cache_object_name`; this only signs it.
+    """
+    cache = runner.cache
+    if cache is None or cache.type != "s3" or cache.s3 is None:
+        return None
+    cfg = cache.s3
+
+    def presign(method: str, object_key: str) -> str:
+        return s3.presign(
+            method,
+            endpoint=cfg.server_address or "s3.amazonaws.com",
+            bucket=cfg.bucket_name,
+            key=object_key,
+            access_key=cfg.access_key,
+            secret_key=cfg.secret_key,
+            region=cfg.bucket_location or "us-east-1",
+            expires_s=PRESIGN_EXPIRY,
+            insecure=cfg.insecure,
+            session_token=cfg.session_token or None,
+        )
+
+    return presign
