@@ -230,7 +230,8 @@ async def test_graceful_cancel_runs_after_script(
     gitlab: GitLabDouble, service_factory: Callable[..., Service]
 ) -> None:
     job = gitlab.enqueue(
-        script=["echo started", "sleep 60"],
+        # a job that prints keeps the log flowing; GitLab's Job-Status arrives on each answer
+        script=["echo started", "while true; do echo tick; sleep 0.2; done"],
         after_script=["echo after_script sees $CI_JOB_STATUS"],
         variables={"GIT_STRATEGY": "none"},
         trace_update_interval="0.2",
@@ -246,7 +247,7 @@ async def test_force_cancel_stops_at_once(
     gitlab: GitLabDouble, service_factory: Callable[..., Service]
 ) -> None:
     job = gitlab.enqueue(
-        script=["echo started", "sleep 120"],
+        script=["echo started", "while true; do echo tick; sleep 0.2; done"],
         after_script=["echo after ran"],
         variables={"GIT_STRATEGY": "none"},
         trace_update_interval="0.2",

@@ -81,9 +81,12 @@ class TraceSender:
     async def _loop(self) -> None:
         while not self._closing:
             await asyncio.sleep(self.interval)
-            await self.send_once()
-            if self._clock() - self._last_contact >= KEEPALIVE_AFTER:
-                await self._keepalive()
+            try:
+                await self.send_once()
+                if self._clock() - self._last_contact >= KEEPALIVE_AFTER:
+                    await self._keepalive()
+            except Exception:  # the loop must outlive any surprise; close() still delivers
+                log.exception("job %d: the log sender hit an unexpected error", self._job_id)
 
     async def send_once(self) -> str:
         """Send the next slice if there is one.
