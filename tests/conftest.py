@@ -16,4 +16,5 @@ def shared_dir() -> Path:
         raise RuntimeError(f"reference material not found at {SHARED}")
     return SHARED
 
-pytest_plugins = ["tests.doubles.gitlab.fixtures"]
+
+pytest_plugins = ["tests.doubles.gitlab.fixtures", "tests.doubles.kube.fixtures"]
