@@ -99,3 +99,6 @@ def configure_logging(level: str = "info", fmt: str = "runner", stream: TextIO |
     root.addHandler(handler)
     levels = {"warn": "WARNING", "fatal": "CRITICAL", "panic": "CRITICAL"}
     root.setLevel(levels.get(level, level.upper()))
+    # one line per HTTP request is noise at info level; the runner logs what matters
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING if root.level < logging.WARNING else root.level)
