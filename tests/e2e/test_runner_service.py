@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.doubles.gitlab import GitLabDouble
+
 from kuberunner.config.schema import Config
 from kuberunner.runner.factory import service_hooks
 from kuberunner.runner.service import Service
-from tests.doubles.gitlab import GitLabDouble
 
 
 def write_config(
