@@ -11,10 +11,9 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,12 +34,12 @@ from kuberunner.config.load import (
     unwrap_annotation,
 )
 from kuberunner.config.schema import KubernetesConfig, RunnerConfig, field_flags
+from kuberunner.util.quantity import QuantityError, parse_quantity
 
 __all__ = [
     "SUPPORTED_EXECUTORS",
     "CheckReport",
     "check_files",
-    "parse_quantity",
     "render_json",
     "render_text",
     "semantic_problems",
@@ -61,46 +60,6 @@ _GITLAB_EXECUTORS = (
     "instance",
 )
 _TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-
-# ------------------------------------------------------------------------ quantities
-
-_QUANTITY = re.compile(
-    r"^(?P<num>[+-]?(?:\d+\.?\d*|\.\d+))(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$"
-)
-_SUFFIX = {
-    "": Decimal(1),
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": Decimal(10) ** 3,
-    "M": Decimal(10) ** 6,
-    "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15,
-    "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10,
-    "Mi": Decimal(2) ** 20,
-    "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50,
-    "Ei": Decimal(2) ** 60,
-}
-
-
-def parse_quantity(text: str) -> Decimal | None:
-    """The value of a Kubernetes resource quantity ("500m", "2Gi", "1e3"), or None."""
-    match = _QUANTITY.match(text.strip())
-    if not match:
-        return None
-    try:
-        number = Decimal(match.group("num"))
-    except InvalidOperation:
-        return None
-    suffix = match.group("suffix") or ""
-    if suffix[:1] in ("e", "E"):
-        return number * Decimal(10) ** int(suffix[1:])
-    return number * _SUFFIX[suffix]
-
 
 _RESOURCE_KEYS = tuple(
     f"{prefix}{resource}_{kind}"
@@ -506,11 +465,17 @@ def _kubernetes(loaded: LoadedConfig, k: KubernetesConfig, base: KeyPath) -> lis
     return out
 
 
-def _quantity(add: Any, key: str | KeyPath, value: str) -> Decimal | None:
+def _quantity(add: Any, key: str | KeyPath, value: str) -> Fraction | None:
     if not value:
         return None
     loc = (key,) if isinstance(key, str) else key
-    number = parse_quantity(value)
+    try:
+        number: Fraction | None = parse_quantity(value)
+    except QuantityError:
+        number = None
+    if number is None and value.strip().startswith("-") and _is_number(value.strip()[1:]):
+        add(loc, "error", f'"{value}" is negative', "use a positive quantity or leave it unset")
+        return None
     if number is None:
         add(
             loc,
@@ -519,10 +484,15 @@ def _quantity(add: Any, key: str | KeyPath, value: str) -> Decimal | None:
             'write a number with an optional unit: CPU as "500m" or "2", memory as "512Mi" or "4Gi"',
         )
         return None
-    if number < 0:
-        add(loc, "error", f'"{value}" is negative', "use a positive quantity or leave it unset")
-        return None
     return number
+
+
+def _is_number(text: str) -> bool:
+    try:
+        parse_quantity(text)
+    except QuantityError:
+        return False
+    return True
 
 
 def _is_dind(image: str) -> bool:

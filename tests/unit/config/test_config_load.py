@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from kuberunner.cli import main
 from kuberunner.config import ConfigError, load_config, read_config
-from kuberunner.config.check import parse_quantity
+from kuberunner.util.quantity import QuantityError, parse_quantity
 from kuberunner.config.load import Problem
 
 GOOD = Path(__file__).parent / "good"
@@ -237,11 +237,12 @@ def test_syntax_error_at_end_of_document_names_the_last_line(tmp_path: Path) -> 
     ],
 )
 def test_kubernetes_quantities(text: str, value: str) -> None:
-    from decimal import Decimal
+    from fractions import Fraction
 
-    assert parse_quantity(text) == Decimal(value)
+    assert parse_quantity(text) == Fraction(value)
 
 
 @pytest.mark.parametrize("text", ["2 cores", "1GB", "Gi", "", "1.2.3", "5x", "-"])
 def test_not_kubernetes_quantities(text: str) -> None:
-    assert parse_quantity(text) is None
+    with pytest.raises(QuantityError):
+        parse_quantity(text)

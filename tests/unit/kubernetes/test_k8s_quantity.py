@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kuberunner.executors.kubernetes.quantity import QuantityError, parse_quantity
+from kuberunner.util.quantity import QuantityError, parse_quantity
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ from ruamel.yaml.error import YAMLError
 
 from kuberunner.config.schema import KubernetesConfig, PodSpecPatch
 from kuberunner.executors.base import BuildError
-from kuberunner.executors.kubernetes.quantity import QuantityError, parse_quantity
+from kuberunner.util.quantity import QuantityError, parse_quantity
 
 __all__ = [
     "BEARER_TOKEN_VARIABLE",

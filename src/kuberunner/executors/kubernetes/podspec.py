@@ -58,7 +58,7 @@ from kuberunner.executors.kubernetes.overrides import (
     resolve_service_account,
     variable_map,
 )
-from kuberunner.executors.kubernetes.quantity import QuantityError, parse_quantity
+from kuberunner.util.quantity import QuantityError, parse_quantity
 from kuberunner.job import Credential, Image, JobPayload
 
 __all__ = [
