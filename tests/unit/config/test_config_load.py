@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from kuberunner.cli import main
 from kuberunner.config import ConfigError, load_config, read_config
-from kuberunner.util.quantity import QuantityError, parse_quantity
 from kuberunner.config.load import Problem
+from kuberunner.util.quantity import QuantityError, parse_quantity
 
 GOOD = Path(__file__).parent / "good"
 CORPUS = Path(__file__).parent / "corpus"

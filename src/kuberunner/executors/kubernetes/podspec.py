@@ -58,8 +58,8 @@ from kuberunner.executors.kubernetes.overrides import (
     resolve_service_account,
     variable_map,
 )
-from kuberunner.util.quantity import QuantityError, parse_quantity
 from kuberunner.job import Credential, Image, JobPayload
+from kuberunner.util.quantity import QuantityError, parse_quantity
 
 __all__ = [
     "BUILDS_VOLUME",
