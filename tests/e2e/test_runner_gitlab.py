@@ -8,6 +8,7 @@ the stored trace and its checksum.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -393,3 +394,49 @@ async def test_no_secret_in_trace_logs_or_metrics(
 
 def test_metrics_type_is_importable() -> None:
     assert Metrics().registry is not None and time.monotonic() > 0
+
+
+def test_run_single_stops_after_max_builds(gitlab: GitLabDouble, tmp_path: Path) -> None:
+    runner = gitlab.create_runner()
+    jobs = [gitlab.enqueue(script=[f"echo single {i}"], variables={"GIT_STRATEGY": "none"}) for i in range(2)]
+    result = cli(
+        "run-single",
+        "--url",
+        gitlab.url,
+        "--token",
+        runner.token,
+        "--executor",
+        "shell",
+        "--builds-dir",
+        str(tmp_path / "b"),
+        "--max-builds",
+        "1",
+        "--log-format",
+        "json",
+        "--system-id-dir",
+        str(tmp_path),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert jobs[0].final_state == "success" and jobs[1].state == "queued"
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any("job 1001 finished: success" in r["msg"] for r in records)
+    assert runner.token not in result.stderr
+
+
+def test_run_single_wait_timeout_ends_without_jobs(gitlab: GitLabDouble, tmp_path: Path) -> None:
+    runner = gitlab.create_runner()
+    result = cli(
+        "run-single",
+        "--url",
+        gitlab.url,
+        "--token",
+        runner.token,
+        "--wait-timeout",
+        "1",
+        "--system-id-dir",
+        str(tmp_path),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no job arrived" in result.stderr
