@@ -29,8 +29,11 @@ def serve_double(conn: Connection, jobs: int) -> None:
     with GitLabDouble(long_poll_timeout=0.2) as gitlab:
         token = gitlab.create_runner().token
         handles = [
-            gitlab.enqueue(script=[f"echo job {i}", "echo some output line"], variables={"GIT_STRATEGY": "none"},
-                           trace_update_interval="0.5")
+            gitlab.enqueue(
+                script=[f"echo job {i}", "echo some output line"],
+                variables={"GIT_STRATEGY": "none"},
+                trace_update_interval="0.5",
+            )
             for i in range(jobs)
         ]
         conn.send((gitlab.url, token))
@@ -45,11 +48,22 @@ async def run_runner(url: str, token: str, jobs: int, concurrent: int, workdir: 
     from kuberunner.runner.factory import service_hooks
     from kuberunner.runner.service import Service
 
-    config = Config.model_validate({
-        "concurrent": concurrent, "check_interval": 1,
-        "runners": [{"name": "bench", "url": url, "token": token, "executor": "shell",
-                     "builds_dir": str(workdir / "builds"), "cache_dir": str(workdir / "cache")}],
-    })
+    config = Config.model_validate(
+        {
+            "concurrent": concurrent,
+            "check_interval": 1,
+            "runners": [
+                {
+                    "name": "bench",
+                    "url": url,
+                    "token": token,
+                    "executor": "shell",
+                    "builds_dir": str(workdir / "builds"),
+                    "cache_dir": str(workdir / "cache"),
+                }
+            ],
+        }
+    )
     service = Service(None, service_hooks(), system_id="s_benchbench01", config=config, max_builds=jobs)
     start = time.perf_counter()
     await service.run()

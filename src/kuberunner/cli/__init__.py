@@ -35,3 +35,9 @@ for _command in (
     runner_cmd.run_single,
 ):
     main.add_command(_command)
+
+from kuberunner.cli import doctor_cmd, exec_cmd, rbac_cmd  # noqa: E402
+
+main.add_command(exec_cmd.exec_command)
+main.add_command(doctor_cmd.doctor)
+main.add_command(rbac_cmd.rbac)

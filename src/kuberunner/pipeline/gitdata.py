@@ -41,6 +41,11 @@ class GitData:
     before_sha: str = _ZERO_SHA
 
     @property
+    def has_commit(self) -> bool:
+        """False for a project outside any git repository: it has no commit, branch or tag."""
+        return bool(self.sha)
+
+    @property
     def project_name(self) -> str:
         return self.project_path.rsplit("/", 1)[-1]
 
@@ -103,12 +108,29 @@ def slugify(value: str, limit: int = 63) -> str:
 
 
 def read_git_data(project_dir: Path) -> GitData:
-    """Read the repository at ``project_dir``; a directory that is not a git work tree is an error."""
+    """Read the repository at ``project_dir``.
+
+    A directory outside any git work tree (an unpacked tarball) is a project without
+    a commit: empty ``sha``/``ref`` (see :attr:`GitData.has_commit`), project ``local/<dir>``.
+    """
     top = _git(project_dir, "rev-parse", "--show-toplevel")
     if top is None:
-        raise PipelineError(
-            f"{project_dir} is not inside a git repository: kuberunner exec needs one for the "
-            "commit, branch and project variables (run `git init && git commit`)"
+        return GitData(
+            sha="",
+            ref="",
+            is_tag=False,
+            title="",
+            message="",
+            timestamp="",
+            author="",
+            default_branch="main",
+            remote_url="",
+            server_host="gitlab.com",
+            server_port="443",
+            project_path=f"local/{slugify(project_dir.resolve().name) or 'project'}",
+            user_name="",
+            user_email="",
+            before_sha="",
         )
     sha = _git(project_dir, "rev-parse", "HEAD")
     if sha is None:

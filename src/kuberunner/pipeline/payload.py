@@ -161,7 +161,9 @@ def to_payload(
             sha=git.sha,
             before_sha=git.before_sha,
             ref_type="tag" if git.is_tag else "branch",
-            refspecs=[f"+refs/tags/{git.ref}:refs/tags/{git.ref}"]
+            refspecs=[]
+            if not git.has_commit
+            else [f"+refs/tags/{git.ref}:refs/tags/{git.ref}"]
             if git.is_tag
             else [f"+refs/heads/{git.ref}:refs/remotes/origin/{git.ref}"],
             depth=0,

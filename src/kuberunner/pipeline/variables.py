@@ -154,22 +154,28 @@ def predefined_variables(
         "CI_PIPELINE_IID": str(pipeline_id),
         "CI_PIPELINE_SOURCE": "push",
         "CI_PIPELINE_URL": f"{project_url}/-/pipelines/{pipeline_id}",
-        "CI_COMMIT_SHA": git.sha,
-        "CI_COMMIT_SHORT_SHA": git.sha[:8],
-        "CI_COMMIT_BEFORE_SHA": git.before_sha,
-        "CI_COMMIT_REF_NAME": git.ref,
-        "CI_COMMIT_REF_SLUG": slugify(git.ref),
-        "CI_COMMIT_REF_PROTECTED": "false",
-        "CI_COMMIT_TITLE": git.title,
-        "CI_COMMIT_MESSAGE": git.message,
-        "CI_COMMIT_DESCRIPTION": description,
-        "CI_COMMIT_TIMESTAMP": git.timestamp,
-        "CI_COMMIT_AUTHOR": git.author,
         "GITLAB_USER_LOGIN": login,
         "GITLAB_USER_EMAIL": git.user_email,
         "GITLAB_USER_NAME": git.user_name,
         "GITLAB_USER_ID": "1",
     }
+    if not git.has_commit:
+        return variables  # outside a git repository: no commit, branch or tag to describe
+    variables.update(
+        {
+            "CI_COMMIT_SHA": git.sha,
+            "CI_COMMIT_SHORT_SHA": git.sha[:8],
+            "CI_COMMIT_BEFORE_SHA": git.before_sha,
+            "CI_COMMIT_REF_NAME": git.ref,
+            "CI_COMMIT_REF_SLUG": slugify(git.ref),
+            "CI_COMMIT_REF_PROTECTED": "false",
+            "CI_COMMIT_TITLE": git.title,
+            "CI_COMMIT_MESSAGE": git.message,
+            "CI_COMMIT_DESCRIPTION": description,
+            "CI_COMMIT_TIMESTAMP": git.timestamp,
+            "CI_COMMIT_AUTHOR": git.author,
+        }
+    )
     if git.is_tag:
         variables["CI_COMMIT_TAG"] = git.ref
     else:

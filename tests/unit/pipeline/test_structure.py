@@ -369,11 +369,14 @@ def test_missing_pipeline_file_is_reported(project: ProjectFactory) -> None:
     assert "could not be found" in str(_error(root))
 
 
-def test_not_a_git_repository_is_reported(tmp_path: Path) -> None:
+def test_a_project_outside_git_has_no_commit_variables(tmp_path: Path) -> None:
     path = tmp_path / "plain"
     path.mkdir()
     (path / ".gitlab-ci.yml").write_text("j: {script: [x]}\n")
-    assert "git" in str(_error(path))
+    pipeline = load_pipeline(path)
+    variables = pipeline.expanded_variables(pipeline.job("j"))
+    assert not {"CI_COMMIT_SHA", "CI_COMMIT_REF_NAME", "CI_COMMIT_BRANCH", "CI_COMMIT_TAG"} & set(variables)
+    assert variables["CI_PROJECT_PATH"] == "local/plain"
 
 
 def test_interpolation_functions(project: ProjectFactory) -> None:

@@ -1,0 +1,1058 @@
+"""``kuberunner exec``: run a ``.gitlab-ci.yml`` on this machine, without GitLab.
+
+Each job in scope becomes the payload GitLab would have sent
+(:func:`kuberunner.pipeline.to_payload`) and runs through the same executor,
+stage scripts, helper and :class:`~kuberunner.trace.JobTrace` log pipeline as a
+production job; only GitLab itself is replaced:
+
+- **Sources.** Every job gets its own copy of the project under
+  ``<state_dir>/builds/<job slug>/`` and runs with ``GIT_STRATEGY=none``. The
+  copy holds the files GitLab would see if you committed now: tracked files as
+  they are on disk (uncommitted edits included, deleted files left out) plus
+  untracked files that ``.gitignore`` does not exclude; ignored files (build
+  output, ``node_modules``, the state directory) are not copied. When the
+  project is the top of its git work tree, the copy is also a git repository
+  (``git clone --shared``, HEAD detached at the commit, as GitLab checks it
+  out), so ``git describe`` and friends work in jobs. A project that is not in
+  a git repository at all is copied whole. A job whose ``GIT_STRATEGY`` is
+  ``none`` gets an empty directory, as on GitLab.
+- **Artifacts** go through :class:`ArtifactStore`, a local stand-in for GitLab's
+  artifact endpoints, and reach only the jobs GitLab would give them to:
+  ``dependencies:`` when set, else ``needs:`` entries with ``artifacts: true``
+  (the default), else every job of an earlier stage. ``reports: dotenv``
+  variables travel the same way.
+- **Cache** lives in ``<state_dir>/cache`` and survives between runs.
+- **Order.** Jobs start as soon as what they wait for is done (``needs:``, else
+  the earlier stages), at most ``concurrency`` at a time. ``when``,
+  ``allow_failure`` (``exit_codes`` too), ``retry`` (``max``, ``when``,
+  ``exit_codes``) and ``timeout`` behave as on GitLab.
+
+Job statuses are ``success``, ``failed``, ``warning`` (failed, allowed to fail),
+``skipped``, ``manual`` (a ``when: manual`` job nobody triggered) and
+``canceled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import fcntl
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Literal
+
+from kuberunner import REVISION, __version__
+from kuberunner.build import Build, BuildConfigError, default_helper_command
+from kuberunner.config.schema import RunnerConfig
+from kuberunner.executors.base import BuildError, Cancellation, Executor, JobOutcome
+from kuberunner.executors.shell import ShellExecutor
+from kuberunner.job import ArtifactsFile, Dependency, JobPayload, JobVariable
+from kuberunner.pipeline import (
+    EnvironmentSpec,
+    Pipeline,
+    PipelineJob,
+    PipelineVariable,
+    ScopedJob,
+    ScopedJobs,
+    load_pipeline,
+    to_payload,
+)
+from kuberunner.pipeline.gitdata import slugify
+from kuberunner.runner.artifact_store import ArtifactStore
+from kuberunner.runner.outcome import final_line
+from kuberunner.trace import JobTrace, header
+
+__all__ = [
+    "EXECUTORS",
+    "HelperLauncher",
+    "JobResult",
+    "JobStatus",
+    "LocalRunError",
+    "PipelineResult",
+    "Reporter",
+    "SourceTree",
+    "coverage_of",
+    "list_sources",
+    "populate",
+    "run_pipeline",
+    "run_scoped",
+]
+
+JobStatus = Literal["success", "failed", "warning", "skipped", "manual", "canceled"]
+EXECUTORS = ("shell", "kubernetes")
+
+STATE_DIR_NAME = ".kuberunner"
+_SECTION_MARKER = re.compile(r"section_(?:start|end):\d+:[A-Za-z0-9_.-]+(?:\[[^\]\r\n]*\])?\r(?:\x1b\[0K)?")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_GIT_TIMEOUT = 120.0
+_ZYGOTE_START_TIMEOUT = 10.0
+
+
+class LocalRunError(Exception):
+    """A local run cannot start (not a pipeline problem: see :class:`~kuberunner.pipeline.PipelineError`)."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How one job of a local run ended."""
+
+    name: str
+    stage: str
+    status: JobStatus
+    #: seconds, all attempts together; None for a job that did not run.
+    duration: float | None = None
+    attempts: int = 0
+    exit_code: int | None = None
+    #: why it failed (the text after "Job failed:"), or why it did not run.
+    reason: str = ""
+    coverage: str | None = None
+    #: the job's expanded environment, for a job that succeeded.
+    environment: EnvironmentSpec | None = None
+    #: the raw job log (as GitLab would store it), for a job that ran.
+    log_path: Path | None = None
+    #: other spellings of the name (gitlab-ci-local's, for ``parallel`` jobs).
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """Every job in scope, in pipeline order."""
+
+    jobs: tuple[JobResult, ...]
+    canceled: bool = False
+
+    def get(self, name: str) -> JobResult | None:
+        return next((j for j in self.jobs if j.name == name), None)
+
+    @property
+    def failed(self) -> list[JobResult]:
+        """Jobs that failed and were not allowed to."""
+        return [j for j in self.jobs if j.status == "failed"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when no job that may not fail failed; 130 when interrupted; else 1."""
+        if self.canceled:
+            return 130
+        return 1 if self.failed else 0
+
+
+class Reporter:
+    """What a local run tells its caller as it goes. Override what you need; all run in the event loop."""
+
+    def pipeline_started(self, pipeline: Pipeline, scoped: ScopedJobs) -> None:
+        """Before any job starts."""
+
+    def job_started(self, job: PipelineJob, attempt: int, max_attempts: int) -> None:
+        """A job (or a retry of it) starts."""
+
+    def job_line(self, job: PipelineJob, line: str) -> None:
+        """One line of the job's log as GitLab shows it: no section markers, ANSI colours kept."""
+
+    def job_finished(self, job: PipelineJob, result: JobResult) -> None:
+        """A job's final status, including jobs that were skipped or left manual."""
+
+
+# --------------------------------------------------------------------------- log lines
+
+
+class _LogLines:
+    """Turns a job's trace bytes into the lines GitLab's log view shows (section markers removed)."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._partial = ""
+
+    def feed(self, data: bytes) -> list[str]:
+        text = self._partial + self._decoder.decode(data)
+        *lines, self._partial = text.split("\n")
+        return [self._render(line) for line in lines]
+
+    def finish(self) -> list[str]:
+        rest = self._partial + self._decoder.decode(b"", True)
+        self._partial = ""
+        return [self._render(rest)] if rest else []
+
+    @staticmethod
+    def _render(line: str) -> str:
+        line = _SECTION_MARKER.sub("", line).rstrip("\r")
+        if "\r" in line:  # a terminal shows what was written after the last carriage return
+            line = line.rsplit("\r", 1)[1]
+        return line
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def _coverage_regex(literal: str) -> re.Pattern[str] | None:
+    """A ``coverage: /regex/flags`` value as a Python pattern (Ruby's ``m`` is Python's DOTALL)."""
+    match = re.fullmatch(r"/(.*)/([a-z]*)", literal, re.DOTALL)
+    if match is None:
+        return None
+    flags = 0
+    for letter in match.group(2):
+        flags |= {"i": re.IGNORECASE, "m": re.DOTALL, "x": re.VERBOSE}.get(letter, 0)
+    try:
+        return re.compile(match.group(1), flags)
+    except re.error:
+        return None
+
+
+def coverage_of(regex: str, lines: Sequence[str]) -> str | None:
+    """The coverage GitLab extracts from a log: scanning from the last line, the last group (or
+    match) of the first line that matches, reduced to its first number."""
+    pattern = _coverage_regex(regex)
+    if pattern is None:
+        return None
+    for line in reversed(lines):
+        found = pattern.findall(line)
+        if not found:
+            continue
+        last = found[-1]
+        text = last[-1] if isinstance(last, tuple) else last
+        number = re.search(r"\d+(?:\.\d+)?", text)
+        if number:
+            return number.group(0)
+    return None
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    """The files a job's copy of the project gets, listed once per run."""
+
+    root: Path
+    #: POSIX paths relative to ``root``: regular files and symlinks.
+    files: tuple[str, ...]
+    #: the commit the copy's git repository points at, when ``root`` is the top of a git work tree.
+    git_sha: str | None = None
+
+
+def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        check=False,
+        timeout=_GIT_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def list_sources(project_dir: Path, exclude: Collection[Path] = ()) -> SourceTree:
+    """The files GitLab would see if the project were committed now (see the module docstring)."""
+    root = project_dir.resolve()
+    excluded = []
+    for path in exclude:
+        with contextlib.suppress(ValueError):
+            excluded.append(path.resolve().relative_to(root).as_posix())
+    excluded = [e for e in excluded if e not in ("", ".")]
+
+    def kept(rel: str) -> bool:
+        return not any(rel == e or rel.startswith(e + "/") for e in excluded)
+
+    try:
+        listed = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".")
+    except (OSError, subprocess.TimeoutExpired):
+        listed = None
+    if listed is not None and listed.returncode == 0:
+        names = sorted({n for n in listed.stdout.decode("utf-8", "surrogateescape").split("\0") if n})
+        files = [n for n in names if kept(n) and (os.path.islink(root / n) or (root / n).is_file())]
+        top = _git(root, "rev-parse", "--show-toplevel")
+        sha = _git(root, "rev-parse", "--verify", "-q", "HEAD")
+        at_top = top.returncode == 0 and Path(os.fsdecode(top.stdout.strip())).resolve() == root
+        git_sha = sha.stdout.decode().strip() if at_top and sha.returncode == 0 else None
+        return SourceTree(root, tuple(files), git_sha or None)
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        dirnames[:] = sorted(d for d in dirnames if d != ".git" and kept(prefix + d))
+        for name in sorted(filenames):
+            if kept(prefix + name):
+                files.append(prefix + name)
+        for name in dirnames:  # symlinks to directories are copied as links, not followed
+            if os.path.islink(os.path.join(dirpath, name)):
+                files.append(prefix + name)
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+    return SourceTree(root, tuple(sorted(files)), None)
+
+
+def populate(tree: SourceTree, dest: Path) -> None:
+    """Make ``dest`` a fresh copy of ``tree`` (a git repository at the commit when ``tree`` has one)."""
+    if dest.exists() or dest.is_symlink():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if tree.git_sha is not None:
+        steps = [
+            (dest.parent, ["clone", "--shared", "--no-checkout", "--quiet", str(tree.root), str(dest)]),
+            (dest, ["update-ref", "--no-deref", "HEAD", tree.git_sha]),
+            (dest, ["reset", "--quiet"]),
+        ]
+        for cwd, args in steps:
+            done = _git(cwd, *args)
+            if done.returncode != 0:
+                message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+                raise OSError(f"git {args[0]} failed: {message[-1] if message else done.returncode}")
+    else:
+        dest.mkdir()
+    made: set[str] = set()
+    for rel in tree.files:
+        source = tree.root / rel
+        target = dest / rel
+        parent = os.path.dirname(rel)
+        if parent and parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(parent)
+        try:
+            shutil.copy2(source, target, follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # deleted since it was listed
+        except IsADirectoryError:
+            continue
+
+
+# --------------------------------------------------------------------------- helper launcher
+
+# The helper is a Python program whose start (interpreter plus httpx, click...) costs
+# far more than the small archives of a local pipeline; a job calls it several times.
+# For a local run, one "zygote" process imports it once and forks a child per call.
+# Each call is still a separate ``kuberunner-helper`` process with the job's argv, working
+# directory, environment, umask and stdin/stdout/stderr (passed over a UNIX socket), and it
+# dies with its caller: when the stage script is killed, the socket closes and so does the
+# child. Without fork or UNIX sockets, or if the zygote is gone, the client runs the
+# helper the ordinary way.
+
+_ZYGOTE = r"""
+import os, select, signal, socket, sys, threading, traceback
+path = sys.argv[1]
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(path)
+server.listen(128)
+os.write(1, b"R")  # ready: calls queue up from now on, while the import below runs
+from kuberunner.helper.cli import main as helper_main  # the expensive part, done once
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forked children are reaped by the kernel
+
+def recv_exact(conn, size):
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+def serve(conn):
+    import array, json
+    fds = array.array("i")
+    head, ancdata, _, _ = conn.recvmsg(8, socket.CMSG_SPACE(3 * fds.itemsize))
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    if len(head) != 8 or len(fds) != 3:
+        return 70
+    request = json.loads(recv_exact(conn, int.from_bytes(head, "big")))
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.umask(request["umask"])
+    def watch():  # the caller went away (killed with its stage script): so do we
+        conn.recv(1)
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        helper_main(args=request["argv"], prog_name="kuberunner-helper")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    conn.sendall(code.to_bytes(4, "big", signed=True))
+    return code
+
+while True:
+    ready, _, _ = select.select([server, sys.stdin], [], [])
+    if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1):
+        break  # the runner closed our stdin: the run is over (or the runner died)
+    if server not in ready:
+        continue
+    conn, _ = server.accept()
+    if os.fork() == 0:
+        code = 70
+        try:
+            server.close()
+            for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            code = serve(conn)
+        except BaseException:
+            traceback.print_exc()
+        os._exit(code & 0xFF)
+    conn.close()
+"""
+
+_CLIENT = r"""
+import array, json, os, socket, sys
+PATH = {path!r}
+FALLBACK = {fallback!r}
+argv = sys.argv[1:]
+try:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(PATH)
+except OSError:
+    os.execv(FALLBACK[0], FALLBACK + argv)
+umask = os.umask(0)
+os.umask(umask)
+body = json.dumps({{"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask}}).encode()
+conn.sendmsg(
+    [len(body).to_bytes(8, "big")],
+    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))],
+)
+conn.sendall(body)
+code = b""
+while len(code) < 4:
+    chunk = conn.recv(4 - len(code))
+    if not chunk:
+        sys.stderr.write("ERROR: kuberunner-helper stopped unexpectedly\n")
+        sys.exit(1)
+    code += chunk
+sys.exit(int.from_bytes(code, "big", signed=True))
+"""
+
+
+class HelperLauncher:
+    """Runs ``kuberunner-helper`` commands by forking a process that has it imported already.
+
+    ``await start()`` returns the helper command for :meth:`Build.create`; ``await stop()``
+    ends the zygote. The command works the ordinary way when the zygote is not there.
+    """
+
+    def __init__(self, fallback: Sequence[str]) -> None:
+        self.fallback = list(fallback)
+        self._dir: Path | None = None
+        self._process: asyncio.subprocess.Process | None = None
+
+    @staticmethod
+    def supported() -> bool:
+        return hasattr(os, "fork") and hasattr(socket, "AF_UNIX")
+
+    @property
+    def pid(self) -> int | None:
+        """The zygote's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    async def start(self) -> list[str]:
+        import tempfile
+
+        # AF_UNIX paths are short (108 bytes): a private directory under the temp dir
+        self._dir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="kuberunner-helper-"))
+        sock = self._dir / "helper.sock"
+        client = self._dir / "helper-client.py"
+        client.write_text(_CLIENT.format(path=str(sock), fallback=self.fallback), encoding="utf-8")
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _ZYGOTE,
+            str(sock),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert self._process.stdout is not None
+        # if the zygote never gets ready, the client falls back to the ordinary helper
+        with contextlib.suppress(TimeoutError, asyncio.IncompleteReadError):
+            await asyncio.wait_for(self._process.stdout.readexactly(1), timeout=_ZYGOTE_START_TIMEOUT)
+        return [sys.executable, "-I", "-S", str(client)]
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=5)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        directory, self._dir = self._dir, None
+        if directory is not None:
+            await asyncio.to_thread(shutil.rmtree, directory, True)
+
+
+# --------------------------------------------------------------------------- state dir
+
+
+class _StateDir:
+    """The state directory, locked for one run (two runs would share the jobs' directories)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock: IO[str] | None = None
+
+    def acquire(self) -> int:
+        """Create and lock the directory; returns this run's pipeline number (one more than the last)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            ignore = self.path / ".gitignore"
+            if not ignore.exists():  # keeps the state out of `git status` and out of the jobs' copies
+                ignore.write_text("# kuberunner exec's state: builds, cache, logs\n*\n", encoding="utf-8")
+            lock = (self.path / "lock").open("a+", encoding="utf-8")
+        except OSError as exc:
+            raise LocalRunError(
+                f"cannot use the state directory {self.path}: {exc.strerror} "
+                "(choose another with --state-dir)"
+            ) from None
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise LocalRunError(
+                f"another kuberunner exec is running with the state directory {self.path}; "
+                "wait for it, or give this run another --state-dir"
+            ) from None
+        self._lock = lock
+        counter = self.path / "pipeline-id"
+        try:
+            number = int(counter.read_text(encoding="utf-8").strip()) + 1
+        except (OSError, ValueError):
+            number = 1
+        counter.write_text(f"{number}\n", encoding="utf-8")
+        return number
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing drops the flock
+            self._lock = None
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _Slot:
+    """A job's bookkeeping during the run."""
+
+    scoped: ScopedJob
+    job_id: int
+    slug: str
+    token: str = field(default_factory=lambda: "glcbt-" + secrets.token_hex(16), repr=False)
+    result: JobResult | None = None
+    ran: bool = False  # started at least once (its artifacts may exist)
+    no_sources: bool = False  # GIT_STRATEGY: none — an empty project directory, as on GitLab
+
+    @property
+    def job(self) -> PipelineJob:
+        return self.scoped.job
+
+
+_RETRY_REASONS: dict[str, tuple[str, ...]] = {
+    "script_failure": ("script_failure",),
+    "job_execution_timeout": ("job_execution_timeout", "stuck_or_timeout_failure"),
+    "runner_system_failure": ("runner_system_failure",),
+    "runner_configuration_error": ("script_failure",),
+    "runner_external_dependency_failure": ("runner_system_failure",),
+    "image_pull_failure": ("runner_system_failure",),
+    "unknown_failure": ("unknown_failure",),
+}
+
+
+class _Run:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        scoped: ScopedJobs,
+        *,
+        state_dir: Path,
+        cache_dir: Path,
+        concurrency: int,
+        executor: Executor,
+        store: ArtifactStore,
+        reporter: Reporter,
+        cancel: Cancellation,
+        helper_command: list[str] | None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.scoped = scoped
+        self.state_dir = state_dir
+        self.cache_dir = cache_dir
+        self.executor = executor
+        self.store = store
+        self.reporter = reporter
+        self.cancel = cancel
+        self.helper_command = helper_command
+        self.limit = asyncio.Semaphore(max(concurrency, 1))
+        self.runner = RunnerConfig.model_validate(
+            {
+                "name": socket.gethostname() or "localhost",
+                "url": store.url,
+                "token": "local",
+                "executor": "shell",
+            }
+        )
+        self.slots: dict[str, _Slot] = {}
+        used: set[str] = set()
+        for index, sj in enumerate(scoped.jobs, 1):
+            slug = slugify(sj.job.name) or "job"
+            unique, n = slug, 2
+            while unique in used:
+                unique, n = f"{slug}-{n}", n + 1
+            used.add(unique)
+            self.slots[sj.job.name] = _Slot(sj, job_id=index, slug=unique)
+        self.next_id = len(self.slots) + 1
+        self.finished: dict[str, asyncio.Future[JobStatus]] = {}
+        self.sources: SourceTree | None = None
+
+    # ------------------------------------------------------------------ schedule
+
+    async def run(self) -> PipelineResult:
+        loop = asyncio.get_running_loop()
+        self.sources = await asyncio.to_thread(list_sources, self.pipeline.project_dir, [self.state_dir])
+        self.finished = {name: loop.create_future() for name in self.slots}
+        self.reporter.pipeline_started(self.pipeline, self.scoped)
+        tasks = []
+        for slot in self.slots.values():
+            if slot.scoped.state == "manual":
+                self._finish(
+                    slot, JobResult(slot.job.name, slot.job.stage, "manual", aliases=slot.job.aliases)
+                )
+            else:
+                tasks.append(asyncio.create_task(self._job(slot), name=f"job {slot.job.name}"))
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            self.cancel.abort("kuberunner exec was stopped")
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        results = tuple(s.result for s in self.slots.values() if s.result is not None)
+        return PipelineResult(results, canceled=self.cancel.requested)
+
+    def _finish(self, slot: _Slot, result: JobResult) -> None:
+        slot.result = result
+        future = self.finished[slot.job.name]
+        if not future.done():
+            future.set_result(result.status)
+        self.reporter.job_finished(slot.job, result)
+
+    async def _job(self, slot: _Slot) -> None:
+        job = slot.job
+        try:
+            statuses = [await self.finished[name] for name in slot.scoped.waits_for if name in self.finished]
+            why_not = self._why_not(job, statuses)
+            if why_not is None and self.cancel.requested:
+                why_not = "the pipeline was canceled"
+            if why_not is not None:
+                status: JobStatus = "canceled" if self.cancel.requested else "skipped"
+                self._finish(
+                    slot, JobResult(job.name, job.stage, status, reason=why_not, aliases=job.aliases)
+                )
+                return
+            async with self.limit:
+                if self.cancel.requested:
+                    self._finish(
+                        slot,
+                        JobResult(
+                            job.name,
+                            job.stage,
+                            "canceled",
+                            reason="the pipeline was canceled",
+                            aliases=job.aliases,
+                        ),
+                    )
+                    return
+                self._finish(slot, await self._run_with_retries(slot))
+        finally:
+            if slot.result is None:  # cancelled from outside while waiting or running
+                self._finish(
+                    slot, JobResult(job.name, job.stage, "canceled", reason="stopped", aliases=job.aliases)
+                )
+
+    @staticmethod
+    def _why_not(job: PipelineJob, statuses: Sequence[JobStatus]) -> str | None:
+        """Why ``job`` does not run given what it waits for (GitLab's rules), or None when it runs."""
+        failed = any(s in ("failed", "canceled") for s in statuses)
+        if job.trigger is not None:
+            return "trigger jobs start downstream pipelines, which do not run locally"
+        if job.when == "always":
+            return None
+        if job.when == "on_failure":
+            return None if failed else "when: on_failure, and nothing it waits for failed"
+        if failed:
+            return "a job it waits for failed"
+        if job.needs is not None and "skipped" in statuses:
+            return "a job it needs was skipped"
+        return None
+
+    # ------------------------------------------------------------------ one job
+
+    async def _run_with_retries(self, slot: _Slot) -> JobResult:
+        job = slot.job
+        attempts = 0
+        total = 0.0
+        max_attempts = job.retry.max + 1
+        lines: list[str] = []
+        log_path = self.state_dir / "logs" / f"{slot.slug}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("wb") as log:
+            while True:
+                attempts += 1
+                if attempts > 1:
+                    slot.job_id, self.next_id = self.next_id, self.next_id + 1
+                    slot.token = "glcbt-" + secrets.token_hex(16)
+                    lines.clear()
+                self.reporter.job_started(job, attempts, max_attempts)
+                started = time.monotonic()
+                outcome = await self._attempt(slot, log, lines)
+                total += time.monotonic() - started
+                if outcome.state == "success" or attempts >= max_attempts or self.cancel.requested:
+                    break
+                if not self._retryable(job, outcome):
+                    break
+        return self._result(slot, outcome, attempts, total, lines, log_path)
+
+    @staticmethod
+    def _retryable(job: PipelineJob, outcome: JobOutcome) -> bool:
+        reasons = _RETRY_REASONS.get(outcome.failure_reason or "script_failure", ())
+        if not reasons:  # canceled jobs are not retried
+            return False
+        when_ok = "always" in job.retry.when or any(r in job.retry.when for r in reasons)
+        codes_ok = not job.retry.exit_codes or outcome.exit_code in job.retry.exit_codes
+        return when_ok and codes_ok
+
+    def _result(
+        self, slot: _Slot, outcome: JobOutcome, attempts: int, duration: float, lines: list[str], log: Path
+    ) -> JobResult:
+        job = slot.job
+        status: JobStatus
+        if outcome.state == "success":
+            status = "success"
+        elif self.cancel.requested and outcome.failure_reason == "runner_interrupted":
+            status = "canceled"
+        elif job.allow_failure or (
+            outcome.exit_code is not None and outcome.exit_code in job.allow_failure_exit_codes
+        ):
+            status = "warning"
+        else:
+            status = "failed"
+        coverage = coverage_of(job.coverage, [strip_ansi(line) for line in lines]) if job.coverage else None
+        return JobResult(
+            name=job.name,
+            stage=job.stage,
+            status=status,
+            duration=duration,
+            attempts=attempts,
+            exit_code=outcome.exit_code,
+            reason="" if outcome.state == "success" else final_line(outcome)[0].removeprefix("Job failed: "),
+            coverage=coverage,
+            environment=job.environment if status == "success" else None,
+            log_path=log,
+            aliases=job.aliases,
+        )
+
+    async def _attempt(self, slot: _Slot, log: IO[bytes], lines: list[str]) -> JobOutcome:
+        job = slot.job
+        renderer = _LogLines()
+
+        def sink(data: bytes) -> None:
+            log.write(data)
+            for line in renderer.feed(data):
+                lines.append(line)
+                self.reporter.job_line(job, line)
+
+        slot.ran = True
+        self.store.register_job(slot.job_id, slot.token)
+        trace = JobTrace(sink, [slot.token], limit_bytes=self.runner.output_limit * 1024, sections=True)
+        trace.write(header(self.runner.name, __version__, REVISION, self.runner.short_token))
+        try:
+            payload = self._payload(slot)
+            for secret in payload.masked_values:
+                trace.add_masked(secret)
+            build = Build.create(
+                payload,
+                self.runner,
+                executor_name=self.executor.name,
+                builds_dir=str(self.state_dir / "builds" / slot.slug),
+                cache_dir=str(self.cache_dir),
+                shared_builds_dir=False,
+                helper_command=self.helper_command,
+            )
+            await self._prepare_sources(slot, build)
+            outcome = await self.executor.run(build, trace, self.cancel)
+        except BuildConfigError as exc:
+            outcome = JobOutcome.failed("runner_configuration_error", str(exc))
+        except BuildError as exc:
+            outcome = exc.outcome()
+        except OSError as exc:
+            outcome = JobOutcome.failed("runner_system_failure", f"cannot prepare the job's directory: {exc}")
+        except Exception as exc:  # the job must still end with a status and a last log line
+            outcome = JobOutcome.failed(
+                "runner_system_failure", f"kuberunner internal error: {type(exc).__name__}: {exc}"
+            )
+        if self.cancel.force.is_set() and outcome.state == "success":
+            outcome = JobOutcome.failed("runner_interrupted", self.cancel.reason or "canceled")
+        text, is_error = final_line(outcome)
+        if is_error:
+            trace.error(text)
+        else:
+            trace.notice(text)
+        trace.finish()
+        for line in renderer.finish():
+            lines.append(line)
+            self.reporter.job_line(job, line)
+        log.flush()
+        return outcome
+
+    async def _prepare_sources(self, slot: _Slot, build: Build) -> None:
+        builds_dir = Path(build.builds_dir)
+        project_dir = Path(build.project_dir)
+        assert self.sources is not None
+        tree = SourceTree(self.sources.root, ()) if slot.no_sources else self.sources
+
+        def prepare() -> None:
+            if builds_dir.exists():
+                shutil.rmtree(builds_dir)
+            populate(tree, project_dir)
+
+        await asyncio.to_thread(prepare)
+
+    # ------------------------------------------------------------------ payload
+
+    def _payload(self, slot: _Slot) -> JobPayload:
+        """GitLab's payload for the job, plus what GitLab adds once earlier jobs ran."""
+        job = slot.job
+        pipeline = self.pipeline
+        payload = to_payload(
+            job, pipeline, job_id=slot.job_id, project_dir=pipeline.project_dir, token=slot.token
+        )
+        user_keys = set(job.variables) | set(pipeline.cli_variables) | set(pipeline.project_variables)
+        # GitLab never sends where the job runs: the runner decides CI_PROJECT_DIR and CI_BUILDS_DIR.
+        variables = [
+            v
+            for v in payload.variables
+            if v.key not in ("CI_PROJECT_DIR", "CI_BUILDS_DIR") or v.key in user_keys
+        ]
+        sources = self._artifact_sources(job)
+        dependencies = []
+        dotenv: dict[str, str] = {}
+        for name in sources:
+            dep = self.slots[name]
+            if not dep.ran:
+                continue
+            dotenv.update(self.store.dotenv(dep.job_id))
+            archive = self.store.archive(dep.job_id)
+            if archive is not None:
+                dependencies.append(
+                    Dependency(
+                        id=dep.job_id,
+                        name=dep.job.name,
+                        token=dep.token,
+                        artifacts_file=ArtifactsFile(filename=archive.filename, size=archive.size),
+                    )
+                )
+        # dotenv variables rank above the YAML's, below project and --variable values
+        outranking = set(pipeline.cli_variables) | set(pipeline.project_variables)
+        for key, value in dotenv.items():
+            if key in outranking or key in pipeline.unset_variables:
+                continue
+            variables = [v for v in variables if v.key != key]
+            variables.append(JobVariable(key=key, value=value, public=False))
+        slot.no_sources = pipeline.expanded_variables(job).get("GIT_STRATEGY", "") == "none"
+        if not slot.no_sources:  # the sources are copied in beforehand (see _prepare_sources)
+            variables = [v for v in variables if v.key != "GIT_STRATEGY"]
+            variables.append(JobVariable(key="GIT_STRATEGY", value="none", public=True))
+        return payload.model_copy(update={"variables": variables, "dependencies": dependencies})
+
+    def _artifact_sources(self, job: PipelineJob) -> list[str]:
+        """Names of the jobs whose artifacts (and dotenv variables) ``job`` receives, in pipeline order.
+
+        GitLab's rule (``Ci::BuildDependencies``): the ``needs:`` entries with ``artifacts: true``
+        for a job with ``needs:``, else every job of an earlier stage; narrowed to the
+        ``dependencies:`` list when there is one, and nothing for ``dependencies: []``.
+        """
+        names: set[str]
+        if job.needs is not None:
+            names = {t for need in job.needs if need.is_local and need.artifacts for t in need.instances}
+        else:
+            index = self.pipeline.stage_index(job)
+            names = {n for n, s in self.slots.items() if self.pipeline.stage_index(s.job) < index}
+        if job.dependencies is not None:
+            names = {n for n in names if any(self.slots[n].job.matches(d) for d in job.dependencies)}
+        return [n for n in self.slots if n in names and n != job.name]
+
+
+# --------------------------------------------------------------------------- API
+
+
+def _make_executor(name: str) -> Executor:
+    if name == "shell":
+        return ShellExecutor()
+    if name == "kubernetes":
+        raise LocalRunError(
+            "--executor kubernetes is not available yet for kuberunner exec: the Kubernetes executor "
+            "is still being built; run with --executor shell (the default)"
+        )
+    raise LocalRunError(f"unknown executor {name!r}: use one of {', '.join(EXECUTORS)}")
+
+
+async def run_scoped(
+    pipeline: Pipeline,
+    scoped: ScopedJobs,
+    *,
+    state_dir: Path,
+    cache_dir: Path | None = None,
+    concurrency: int | None = None,
+    executor: str | Executor = "shell",
+    reporter: Reporter | None = None,
+    cancel: Cancellation | None = None,
+    helper_command: list[str] | None = None,
+) -> PipelineResult:
+    """Run the jobs ``pipeline.select()`` chose, in ``state_dir`` (absolute; see :func:`run_pipeline`).
+
+    ``helper_command`` is how jobs start ``kuberunner-helper``; by default a
+    :class:`HelperLauncher` for this run.
+    """
+    runner_executor = _make_executor(executor) if isinstance(executor, str) else executor
+    cache_dir = state_dir / "cache" if cache_dir is None else cache_dir
+    if not state_dir.is_absolute() or not cache_dir.is_absolute():
+        raise LocalRunError(
+            f"the state and cache directories must be absolute paths ({state_dir}, {cache_dir})"
+        )
+    async with _helper(helper_command) as command:
+        artifacts = state_dir / "artifacts"
+        # a previous run's archives: their jobs' ids and tokens are gone
+        await asyncio.to_thread(shutil.rmtree, artifacts, ignore_errors=True)
+        with ArtifactStore(artifacts) as store:
+            run = _Run(
+                pipeline,
+                scoped,
+                state_dir=state_dir,
+                cache_dir=cache_dir,
+                concurrency=concurrency or os.cpu_count() or 1,
+                executor=runner_executor,
+                store=store,
+                reporter=reporter or Reporter(),
+                cancel=cancel or Cancellation(),
+                helper_command=command,
+            )
+            return await run.run()
+
+
+@contextlib.asynccontextmanager
+async def _helper(command: list[str] | None) -> AsyncIterator[list[str] | None]:
+    """``command`` if given, else a :class:`HelperLauncher`'s for as long as the block runs."""
+    if command is not None or not HelperLauncher.supported():
+        yield command
+        return
+    launcher = HelperLauncher(default_helper_command())
+    try:
+        yield await launcher.start()
+    finally:
+        await launcher.stop()
+
+
+async def run_pipeline(
+    project_dir: Path,
+    *,
+    file: str = ".gitlab-ci.yml",
+    job_names: Sequence[str] = (),
+    with_needs: bool = False,
+    manual: Collection[str] = (),
+    stage: str | None = None,
+    variables: Mapping[str, str | PipelineVariable] | None = None,
+    project_variables: Mapping[str, str | PipelineVariable] | None = None,
+    unset_variables: Collection[str] = (),
+    inputs: Sequence[str] = (),
+    inputs_file: Path | None = None,
+    concurrency: int | None = None,
+    executor: str = "shell",
+    cache_dir: Path | None = None,
+    state_dir: Path | None = None,
+    reporter: Reporter | None = None,
+    cancel: Cancellation | None = None,
+    helper_command: list[str] | None = None,
+) -> PipelineResult:
+    """Load ``file`` of ``project_dir``, choose the jobs and run them (see the module docstring).
+
+    ``variables`` are ``--variable`` values, ``project_variables`` stand in for the
+    project's CI/CD settings, ``inputs``/``inputs_file`` are ``spec:inputs`` values (see
+    :func:`~kuberunner.pipeline.load_pipeline`). ``state_dir`` (default
+    ``<project_dir>/.kuberunner``) holds the jobs' directories, logs, artifacts and, unless
+    ``cache_dir`` says otherwise, the cache; it is locked for the run. ``cancel`` stops the
+    run: ``cancel()`` lets running jobs run their after_script, ``abort()`` kills them.
+    Raises :class:`~kuberunner.pipeline.PipelineError` for an invalid pipeline or selection
+    (before any job runs) and :class:`LocalRunError` when the run cannot start.
+    """
+    runner_executor = _make_executor(executor)
+    # the helper's zygote starts while the pipeline loads: both take a moment
+    async with _helper(helper_command) as command:
+        state, pipeline, scoped = await asyncio.to_thread(
+            _prepare,
+            Path(project_dir),
+            state_dir,
+            lambda pipeline_id: load_pipeline(
+                Path(project_dir),
+                file=file,
+                variables=variables,
+                project_variables=project_variables,
+                unset_variables=unset_variables,
+                inputs=list(inputs),
+                inputs_file=inputs_file,
+                pipeline_id=pipeline_id,
+            ),
+            lambda pipeline: pipeline.select(job_names, with_needs=with_needs, manual=manual, stage=stage),
+        )
+        try:
+            return await run_scoped(
+                pipeline,
+                scoped,
+                state_dir=state.path,
+                cache_dir=cache_dir,
+                concurrency=concurrency,
+                executor=runner_executor,
+                reporter=reporter,
+                cancel=cancel,
+                helper_command=command,
+            )
+        finally:
+            state.release()
+
+
+def _prepare(
+    project_dir: Path,
+    state_dir: Path | None,
+    load: Callable[[int], Pipeline],
+    select: Callable[[Pipeline], ScopedJobs],
+) -> tuple[_StateDir, Pipeline, ScopedJobs]:
+    """Lock the state directory, load the pipeline and choose its jobs (blocking: git, files)."""
+    project_dir = project_dir.resolve()
+    if not project_dir.is_dir():
+        raise LocalRunError(f"{project_dir} is not a directory")
+    state = _StateDir((state_dir if state_dir is not None else project_dir / STATE_DIR_NAME).resolve())
+    pipeline_id = state.acquire()
+    try:
+        pipeline = load(pipeline_id)
+        return state, pipeline, select(pipeline)
+    except BaseException:
+        state.release()
+        raise
