@@ -440,3 +440,34 @@ def test_run_single_wait_timeout_ends_without_jobs(gitlab: GitLabDouble, tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert "no job arrived" in result.stderr
+
+
+def test_register_prompts_for_what_is_missing_on_a_terminal(gitlab: GitLabDouble, tmp_path: Path) -> None:
+    import pty
+
+    runner = gitlab.create_runner()
+    config = tmp_path / "config.toml"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real CLI with a terminal attached
+        os.execv(sys.executable, [sys.executable, "-m", "kuberunner", "register", "-c", str(config)])
+    answers = iter([gitlab.url, runner.token, "from-a-terminal", "shell"])
+    seen = b""
+    prompts = (b"GitLab instance URL", b"authentication token", b"Runner name", b"Executor")
+    asked = 0
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+        while asked < len(prompts) and prompts[asked] in seen:
+            os.write(fd, next(answers).encode() + b"\n")
+            seen = seen.split(prompts[asked], 1)[1]
+            asked += 1
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert asked == 4
+    text = config.read_text()
+    assert 'name = "from-a-terminal"' in text and 'executor = "shell"' in text
