@@ -8,6 +8,7 @@ from kuberunner.build import Build, BuildConfigError, CachePresigner
 from kuberunner.config.load import load_config
 from kuberunner.config.schema import Config, RunnerConfig
 from kuberunner.executors.base import BuildError, Executor
+from kuberunner.executors.kubernetes import KubernetesExecutor
 from kuberunner.executors.shell import ShellExecutor
 from kuberunner.helper import s3
 from kuberunner.job import JobPayload
@@ -26,16 +27,13 @@ def _load(path: Path) -> Config:
     return load_config(path).config
 
 
-def make_executor(runner: RunnerConfig) -> Executor:
+def make_executor(runner: RunnerConfig, *, system_id: str = "") -> Executor:
+    """The executor of a ``[[runners]]`` entry; ``system_id`` lets kubernetes remove its orphans."""
     executor = runner.executor or "shell"
     if executor == "shell":
         return ShellExecutor(shell=runner.shell or None)
     if executor == "kubernetes":
-        raise BuildError(
-            "the kubernetes executor is not available in this version of kuberunner yet: "
-            'use executor = "shell" for now',
-            "runner_configuration_error",
-        )
+        return KubernetesExecutor(system_id=system_id)
     raise BuildError(
         f'executor "{executor}" is not supported by kuberunner: use "kubernetes" or "shell" in [[runners]]',
         "runner_configuration_error",

@@ -154,14 +154,15 @@ _ABORT_DRAIN_SECONDS = 5.0
 _GRACE_MARGIN_SECONDS = 30.0
 _PENDING_EVENTS_AFTER = 1.0
 
-# Pod Security violations → the config key that produces them.
-_PSA_KEYS = (
-    ("privileged", "privileged"),
-    ("allowPrivilegeEscalation", "allow_privilege_escalation"),
-    ("unrestricted capabilities", "cap_add / cap_drop (drop ALL for the restricted level)"),
-    ("runAsNonRoot", "run_as_non_root in [runners.kubernetes.pod_security_context]"),
-    ("seccompProfile", "seccomp_profile in [runners.kubernetes.pod_security_context]"),
-    ("hostPath", "[[runners.kubernetes.volumes.host_path]]"),
+# Pod Security violations (their names in the API's message) → the setting that fixes each.
+_PSA_FIXES = (
+    ("privileged (", "privileged = false in [runners.kubernetes]"),
+    ("allowPrivilegeEscalation", "allow_privilege_escalation = false"),
+    ("unrestricted capabilities", 'cap_drop = ["ALL"]'),
+    ("runAsNonRoot", "run_as_non_root = true in [runners.kubernetes.pod_security_context]"),
+    ("seccompProfile", 'seccomp_profile = { type = "RuntimeDefault" } in the pod_security_context'),
+    ("hostPath volumes", "no [[runners.kubernetes.volumes.host_path]]"),
+    ("host namespaces", "no hostNetwork/hostPID/hostIPC in pod_spec patches"),
 )
 
 Stop = Literal["canceled", "aborted", "timeout"]
@@ -309,28 +310,38 @@ def _connection_outcome(exc: KubeError, client: KubeClient | None) -> JobOutcome
     return _fail("runner_system_failure", f"Kubernetes API error: {exc}")
 
 
-def _psa_key(message: str) -> str:
-    violation = message.split("violates PodSecurity", 1)[-1]
-    keys = [key for word, key in _PSA_KEYS if word in violation]
-    return ", ".join(keys) if keys else "the pod's security settings in [runners.kubernetes]"
+def _psa_message(message: str) -> str:
+    """The fix for a Pod Security refusal: the settings its violations name, the first one first."""
+    _, _, violations = message.partition("violates PodSecurity ")
+    level = violations.split(":", 1)[0].strip('"') if violations else "its level"
+    fixes = [fix for word, fix in _PSA_FIXES if word in violations]
+    what = (
+        f"set {fixes[0]}" + (f" (the level also needs: {'; '.join(fixes[1:])})" if fixes[1:] else "")
+        if fixes
+        else "change the pod's security settings in [runners.kubernetes]"
+    )
+    return (
+        f'the namespace enforces Pod Security "{level}" and refused the pod: {what}; or run jobs in a '
+        "namespace whose pod-security.kubernetes.io/enforce level allows it"
+    )
 
 
 def _create_outcome(exc: KubeError, what: str, trace: JobTrace) -> JobOutcome:
     """Creating the secrets or the pod failed."""
     if isinstance(exc, KubeForbidden) and exc.is_pod_security:
-        key = _psa_key(exc.message)
         trace.error(exc.message)
-        return _fail(
-            "runner_configuration_error",
-            f"the namespace's Pod Security level refused the {what}: change {key} in [runners.kubernetes] "
-            "(or ask for a less strict pod-security.kubernetes.io/enforce label on the namespace)",
-        )
+        return _fail("runner_configuration_error", _psa_message(exc.message))
     if isinstance(exc, KubeInvalid):
         for cause in exc.causes:
             trace.error(f"{cause.field}: {cause.message}" if cause.field else cause.message)
         return _fail("runner_configuration_error", f"Kubernetes refused the {what}: {exc.message}")
     if isinstance(exc, KubeConflict):
         return _fail("runner_system_failure", f"the {what} exists already: {exc.message}")
+    if isinstance(exc, KubeNotFound):  # the namespace (an allowed user gets 404, others 403)
+        return _fail(
+            "runner_configuration_error",
+            f"{exc.message}: create the namespace, or fix namespace in [runners.kubernetes]",
+        )
     return _connection_outcome(exc, None)
 
 
@@ -386,7 +397,7 @@ class KubernetesExecutor:
         try:
             ns = client.namespace
             return await remove_orphans(
-                client, runner.short_token, self.system_id, set(self._active.get(ns, set()))
+                client, runner.short_token, self.system_id, self._active.setdefault(ns, set())
             )
         finally:
             await client.close()
@@ -439,17 +450,16 @@ class _PodJob:
         self.watch: PodWatch | None = None
         self.stopped: Stop | None = None
         self.nonce = secrets.token_hex(6)
-        self.sections = StageSections(trace, self.nonce, on_end=self._stage_warning, clock=self.loop.time)
+        self.sections = StageSections(trace, self.nonce, on_end=self._stage_warning)
         self.pull_attempts: dict[str, int] = {}
         self.pull_policies: dict[str, str] = {}
         self.told: set[str] = set()
-        self.lost_logs: list[str] = []
-        self.running_at: float | None = None  # loop time the init container was seen running
         self.plan: PodPlan | None = None
         self._registry_secret: dict[str, Any] | None = None
         self._orphans: asyncio.Task[list[str]] | None = None
         self._stop_changed = asyncio.Event()
         self._prepare_open = False
+        self._claimed = ""
 
     # ----------------------------------------------------------------- the sequence
 
@@ -597,7 +607,7 @@ class _PodJob:
         assert self.client is not None
         client, trace = self.client, self.trace
         self.x._claim(self.namespace, plan.pod_name)
-        self.created.pod = plan.pod_name
+        self._claimed = plan.pod_name
         try:
             secret = build_scripts_secret(plan.scripts_secret, self.namespace, plan.labels, scripts)
         except BuildError as exc:
@@ -624,15 +634,17 @@ class _PodJob:
             return exc.outcome()
         pod = rendered.pod
         pod["metadata"].setdefault("annotations", {})[ANNOTATION_SECRETS] = ",".join(self.created.secrets)
+        # Watch from before the pod exists (its first event is then ADDED): no state is missed,
+        # and the connection of the create request stays free for the first log.
+        self.watch = PodWatch(self.client, plan.pod_name)
+        self.watch.start()
+        self.created.pod = plan.pod_name  # a request that got no answer may still have created it
         try:
-            created = await self.client.create_pod(pod)
+            await self.client.create_pod(pod)
         except KubeError as exc:
             if isinstance(exc, KubeAPIError):  # refused: nothing to delete
                 self.created.pod = ""
             return _create_outcome(exc, f"pod {plan.pod_name}", self.trace)
-        self.created.pod = plan.pod_name
-        self.watch = PodWatch(self.client, plan.pod_name, pod=created)
-        self.watch.start()
         self.trace.info(f"Waiting for pod {self.namespace}/{plan.pod_name} to start...")
         return None
 
@@ -672,20 +684,20 @@ class _PodJob:
         self._close_prepare()  # the stages' own sections follow
         for container in (INIT_CONTAINER, BUILD_CONTAINER, HELPER_CONTAINER):
             if container != INIT_CONTAINER:
-                if (
-                    watch.pod is not None
-                    and decide(watch.pod, deleted=watch.gone).finished
-                    and not (is_started(watch.pod, container))
-                ):
-                    break
+                # also ends the job when it cannot go on: init failed, an image pull, an eviction
                 outcome = await self._await_start(container, self.loop.time())
                 if outcome is not None:
                     return outcome
-            follower = LogFollower(self.client, watch, container, self.sections.line)
+            follower = LogFollower(
+                self.client,
+                watch,
+                container,
+                self.sections.line,
+                complete=_finished(self.sections, container),
+            )
             await follower.run()
             self.sections.close()
             if follower.lost:
-                self.lost_logs.append(f"{container}: {follower.lost}")
                 self.trace.warning(
                     f"the rest of the log of container {container} could not be read: {follower.lost}"
                 )
@@ -707,18 +719,16 @@ class _PodJob:
         try:
             while True:
                 pod = watch.pod
+                if pod is not None and is_started(pod, container):
+                    return None  # also after a cancel: its output (after_script, uploads) is wanted
                 if self.stopped is not None:
                     return self._stop_outcome(self.stopped)
                 if pod is not None:
-                    if is_started(pod, container):
-                        if container == INIT_CONTAINER:
-                            self.running_at = self.loop.time()
-                        return None
+                    pull = image_pull_failure(pod)
                     for reason in pending_reasons(pod):
-                        if reason not in self.told:
+                        if reason not in self.told and (pull is None or reason != pull.describe()):
                             self.told.add(reason)
                             trace.warning(reason)
-                    pull = image_pull_failure(pod)
                     if pull is not None:
                         attempts = self.pull_attempts.get(pull.container, 0) + 1
                         self.pull_attempts[pull.container] = attempts
@@ -803,7 +813,7 @@ class _PodJob:
         except KubeForbidden:
             self.x._events_denied[self._events_key()] = time.monotonic()
             self._tell_events_denied()
-        except KubeError as exc:
+        except (KubeError, ValueError) as exc:  # ValueError: a broken line of the event stream
             log.debug("pod %s: events unavailable: %s", self.watch.name, exc)
 
     # ----------------------------------------------------------------- cancel, timeout
@@ -885,6 +895,8 @@ class _PodJob:
                 f"RUNNER_SCRIPT_TIMEOUT of {go_duration(build.script_timeout or 0)} is over: "
                 f"{end.stage} was stopped"
             )
+        if end.note == "canceled" and self.stopped == "timeout":
+            return f"the job's timeout of {go_duration(build.timeout)} is over: {end.stage} was stopped"
         if end.note == "canceled":
             return "the job was canceled: its script was stopped"
         if end.stage == Stage.AFTER_SCRIPT and end.exit_code != 0 and build.after_script_ignore_errors:
@@ -940,7 +952,8 @@ class _PodJob:
         if not self.x.system_id or key in self.x._swept or self.client is None:
             return
         self.x._swept.add(key)
-        active = set(self.x._active.get(self.namespace, set()))
+        # the live set: a job of this process that starts meanwhile is never taken for an orphan
+        active = self.x._active.setdefault(self.namespace, set())
         self._orphans = asyncio.create_task(
             remove_orphans(self.client, self.build.runner.short_token, self.x.system_id, active),
             name="remove orphaned pods",
@@ -980,10 +993,14 @@ class _PodJob:
         except Exception:  # cleanup must never hide the job's outcome
             log.exception("job %d: cleanup crashed", self.build.job.id)
         finally:
-            if self.created.pod:
-                self.x._release(self.namespace, self.created.pod)
+            if self._claimed:
+                self.x._release(self.namespace, self._claimed)
             with contextlib.suppress(Exception):
                 await client.close()
+
+
+def _finished(sections: StageSections, container: str) -> Callable[[], bool]:
+    return lambda: container in sections.finished
 
 
 def _changed_since(events: int) -> Callable[[PodWatch], bool]:

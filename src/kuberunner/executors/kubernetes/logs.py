@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from kuberunner.executors.kubernetes.driver import Marker, parse_marker
 from kuberunner.executors.kubernetes.outcomes import is_started, is_terminated
 from kuberunner.executors.kubernetes.podwatch import PodWatch
-from kuberunner.kube import KubeClient, KubeInvalid, KubeNotFound, KubeUnreachable
+from kuberunner.kube import KubeAPIError, KubeClient, KubeInvalid, KubeNotFound, KubeUnreachable
 from kuberunner.script import stage_title
 from kuberunner.trace import JobTrace
 
@@ -89,9 +89,8 @@ class StageSections:
     on_end: Callable[[StageEnd], str | None] = lambda _: None
     ends: list[StageEnd] = field(default_factory=list)
     result: tuple[int, str] | None = None
-    first_output: float | None = None  # loop time of the first byte of stage output
+    finished: set[str] = field(default_factory=set)  # containers whose driver printed its last line
     open_stage: str | None = None
-    clock: Callable[[], float] | None = None
 
     def line(self, content: bytes) -> None:
         """One log line (timestamp removed), newline included unless it is the last, partial one."""
@@ -105,8 +104,6 @@ class StageSections:
         self._marker(marker)
 
     def _output(self, data: bytes) -> None:
-        if self.first_output is None and self.open_stage is not None and self.clock is not None:
-            self.first_output = self.clock()
         self.trace.write(data)
 
     def _marker(self, marker: Marker) -> None:
@@ -123,8 +120,11 @@ class StageSections:
             if self.open_stage == marker.stage:
                 self.trace.section_end(marker.stage)
                 self.open_stage = None
-        else:
+        elif marker.kind == "result":
             self.result = (marker.exit_code, marker.note)
+            self.finished.add("build")
+        else:
+            self.finished.add(marker.stage)
 
     def close(self) -> None:
         """End a section whose stage was cut off (the container was killed mid-stage)."""
@@ -144,7 +144,11 @@ class LogFollower:
 
     ``on_line`` gets each line once, in order. ``max_outage``: how long the
     log may stay unreadable (cut again and again without progress) before
-    :meth:`run` gives up and sets :attr:`lost`.
+    :meth:`run` gives up and sets :attr:`lost`. ``complete`` tells from the log
+    itself that the container printed its last line (its driver's final
+    marker): reading stops there, without waiting more than ``linger`` for
+    the stream's end (a real API server ends it ~1 s after the exit) nor for
+    the watch to report the exit.
     """
 
     def __init__(
@@ -154,6 +158,8 @@ class LogFollower:
         container: str,
         on_line: Callable[[bytes], None],
         *,
+        complete: Callable[[], bool] = lambda: False,
+        linger: float = 0.1,
         settle: float = 3.0,
         max_outage: float = 120.0,
         first_retry: float = 0.05,
@@ -163,6 +169,8 @@ class LogFollower:
         self.watch = watch
         self.container = container
         self.on_line = on_line
+        self.complete = complete
+        self.linger = linger
         self.settle = settle
         self.max_outage = max_outage
         self.first_retry = first_retry
@@ -207,6 +215,9 @@ class LogFollower:
                 # started per our watch, not yet per the kubelet: wait for the next update
                 await self.watch.wait_for_update(seen, timeout=self.settle)
                 continue
+            except KubeAPIError as exc:  # e.g. 403: the account may not read pods/log
+                self.lost = exc.message or str(exc)
+                return
             except KubeUnreachable as exc:
                 if self.lines != progress:
                     outage_since, delay = None, self.first_retry
@@ -219,7 +230,7 @@ class LogFollower:
                 delay = min(delay * 2, self.max_retry)
                 continue
             # a clean end: the container ended, or the server closed the stream while it runs
-            if self._terminated(self.watch) or self.watch.done:
+            if self.complete() or self._terminated(self.watch) or self.watch.done:
                 self._flush()
                 return
             await self.watch.wait_until(lambda w: self._terminated(w) or w.done, timeout=self.settle)
@@ -239,16 +250,28 @@ class LogFollower:
             self._skip_until = timestamp_key(self._last_ts)
             self._skip_left = self._at_last
         buffer = b""
-        async for piece in self.client.pod_log(
-            self.watch.name, self.container, follow=True, since_time=self._last_ts
-        ):
-            buffer += piece
+        stream = self.client.pod_log(self.watch.name, self.container, follow=True, since_time=self._last_ts)
+        pieces = aiter(stream)
+        try:
             while True:
-                newline = buffer.find(b"\n")
-                if newline < 0:
+                try:
+                    if self.complete():
+                        # the driver's last line was read: the body usually ends at once (and the
+                        # connection can be reused); a server that keeps it open is not waited for
+                        piece = await asyncio.wait_for(anext(pieces), self.linger)
+                    else:
+                        piece = await anext(pieces)
+                except (StopAsyncIteration, TimeoutError):
                     break
-                self._line(buffer[: newline + 1])
-                buffer = buffer[newline + 1 :]
+                buffer += piece
+                while True:
+                    newline = buffer.find(b"\n")
+                    if newline < 0:
+                        break
+                    self._line(buffer[: newline + 1])
+                    buffer = buffer[newline + 1 :]
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
         self._partial = buffer
 
     def _line(self, raw: bytes) -> None:

@@ -194,7 +194,7 @@ class PullFailure:
         detail = f": {self.message}" if self.message else ""
         return (
             f'image "{self.image}" of container {self.container} {what} '
-            f"(registry {self.registry}, {self.reason}, pull secrets: {secrets}){detail}"
+            f"(registry {self.registry}, {self.reason}, the pod's pull secrets: {secrets}){detail}"
         )
 
 
@@ -293,7 +293,7 @@ def waiting_summary(pod: Pod | None, containers: Iterable[str] = JOB_CONTAINERS)
         break  # the first one not started is what everything after it waits for
     if not parts:
         parts.append(f"pod phase {(pod.get('status') or {}).get('phase') or 'unknown'}")
-    return "; ".join(dict.fromkeys(parts))
+    return "; ".join(dict.fromkeys(part.rstrip(". ") for part in parts))
 
 
 # ---------------------------------------------------------------------------- decision
@@ -327,23 +327,30 @@ def _container_failure(pod: Pod, name: str, term: Mapping[str, Any]) -> Outcome:
     return _failed("script_failure", f"exit code {code}", code, name)
 
 
+def _failed_code(term: Mapping[str, Any] | None) -> bool:
+    return term is not None and (int(term.get("exitCode") or 0) != 0 or term.get("reason") == "OOMKilled")
+
+
 def decide(pod: Pod, *, deleted: bool = False) -> Outcome:
     """How the job ended, from the pod alone (``deleted``: the pod is gone from the API).
 
-    Not finished while the job's containers still run. The executor adds what
+    Not finished while the job's containers still run. Once they are done, in
+    this order: success; an OOMKilled container; an eviction (``DisruptionTarget``);
+    a pod-level failure (``status.reason``: node shutdown, admission...); a
+    deletion nobody here asked for (``deletionTimestamp``: the kubelet stopped
+    the containers, their exit codes say nothing); then the first failing job
+    container (init, build, helper) with its exit code. The executor adds what
     only it knows: its own cancel or timeout, and which stage failed.
     """
     status = pod.get("status") or {}
     phase = status.get("phase") or ""
     names = _job_container_names(pod)
-    disrupted = disruption(pod)
     done = {name: _terminated(pod, name) for name in names}
     init_term = done.get(INIT_CONTAINER)
-    init_failed = init_term is not None and int(init_term.get("exitCode") or 0) != 0
+    init_failed = _failed_code(init_term)
     mains = [n for n in names if n != INIT_CONTAINER]
     mains_done = bool(mains) and all(done[n] is not None for n in mains)
-    terminal = phase in ("Succeeded", "Failed") or deleted
-    finished = init_failed or mains_done or terminal
+    finished = init_failed or mains_done or phase in ("Succeeded", "Failed") or deleted
 
     if status.get("reason") == "DeadlineExceeded":
         deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
@@ -352,34 +359,33 @@ def decide(pod: Pod, *, deleted: bool = False) -> Outcome:
             f"the pod reached its activeDeadlineSeconds ({deadline}s): "
             f"{status.get('message') or 'DeadlineExceeded'}",
         )
-    if disrupted is not None and finished:
-        return _failed("runner_system_failure", f"pod was evicted: {disrupted}")
     if not finished:
         problem = start_problem(pod)
         return problem if problem is not None else RUNNING
-
-    if init_failed and init_term is not None:
-        return _container_failure(pod, INIT_CONTAINER, init_term)
-    build = done.get(BUILD_CONTAINER)
-    helper = done.get(HELPER_CONTAINER)
-    if build is not None and (int(build.get("exitCode") or 0) != 0 or build.get("reason") == "OOMKilled"):
-        return _container_failure(pod, BUILD_CONTAINER, build)
-    if helper is not None and (int(helper.get("exitCode") or 0) != 0 or helper.get("reason") == "OOMKilled"):
-        return _container_failure(pod, HELPER_CONTAINER, helper)
-    if mains_done:
+    if mains_done and not init_failed and not any(_failed_code(done[n]) for n in mains):
         return Outcome(True, "success")
-    # terminal or deleted while the job's containers had not all finished
-    problem = start_problem(pod)
-    if problem is not None:
-        return problem
+    for name in names:
+        term = done[name]
+        if term is not None and term.get("reason") == "OOMKilled":
+            return _container_failure(pod, name, term)
+    disrupted = disruption(pod)
+    if disrupted is not None:
+        return _failed("runner_system_failure", f"pod was evicted: {disrupted}")
     if phase == "Failed" and status.get("reason"):
         return _failed(
             "runner_system_failure",
             f"pod failed ({status.get('reason')}): {status.get('message') or 'no message'}",
         )
-    if deleted:
+    if deleted or (pod.get("metadata") or {}).get("deletionTimestamp"):
         return _failed(
             "runner_system_failure",
             "pod was deleted before the job finished (by someone else, or its node was lost)",
         )
+    for name in names:
+        term = done[name]
+        if term is not None and _failed_code(term):
+            return _container_failure(pod, name, term)
+    problem = start_problem(pod)
+    if problem is not None:
+        return problem
     return _failed("runner_system_failure", f"pod ended ({phase}) before the job's containers finished")
