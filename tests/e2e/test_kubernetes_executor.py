@@ -564,3 +564,15 @@ async def test_pods_of_a_killed_runner_are_removed_when_it_starts_again(env: Env
 
     assert report.outcome.state == "success", text(job)
     assert env.leftovers() == ["runner-other-machine"]
+
+
+async def test_a_kubernetes_error_is_explained_as_doctor_would(env: Env) -> None:
+    from kuberunner.doctor.explain import explain
+
+    job = env.gitlab.enqueue(script=["echo never"])
+    executor = KubernetesExecutor(system_id=SYSTEM_ID, explain=explain)
+    report = await env.run(job, runner=env.runner(token="not-a-valid-token"), executor=executor)
+    assert report.outcome.failure_reason == "runner_configuration_error"
+    log = text(job)
+    assert "fix:" in log and "kuberunner doctor" in log
+    assert "not-a-valid-token" not in log

@@ -189,3 +189,41 @@ def test_shutdown_timeout_cancels_jobs_and_reports(gitlab: GitLabDouble, tmp_pat
     trace: Any = job.trace.decode()
     assert "after: canceled" in trace
     assert proc.returncode == 0
+
+
+async def test_orphans_are_swept_when_the_service_starts(gitlab: GitLabDouble, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    swept: list[str] = []
+    started = asyncio.Event()
+
+    async def sweep(runner: Any) -> list[str]:
+        swept.append(runner.name)
+        started.set()
+        return ["runner-left-behind"]
+
+    config = Config.model_validate(
+        {
+            "concurrent": 1,
+            "check_interval": 1,
+            "runners": [
+                {
+                    "name": "k",
+                    "url": gitlab.url,
+                    "token": gitlab.create_runner().token,
+                    "executor": "shell",
+                    "builds_dir": str(tmp_path / "b"),
+                }
+            ],
+        }
+    )
+    service = Service(
+        None, replace(service_hooks("s_sweeptest001"), sweep=sweep), system_id="s_sweeptest001", config=config
+    )
+    task = asyncio.create_task(service.run())
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+        assert swept == ["k"]
+    finally:
+        service.stop()
+        await asyncio.wait_for(task, 30)

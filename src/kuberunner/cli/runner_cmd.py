@@ -338,7 +338,8 @@ def run(config_path: Path | None, listen_address: str) -> None:
     configure_logging(config.log_level, config.log_format)
     for runner in config.runners:
         SECRETS.add(runner.token)
-    service = Service(path, service_hooks(), system_id=load_or_create_system_id(path), metrics=Metrics())
+    system_id = load_or_create_system_id(path)
+    service = Service(path, service_hooks(system_id), system_id=system_id, metrics=Metrics())
     _serve(service, config, listen_address)
 
 
@@ -383,10 +384,11 @@ def run_single(**opts: Any) -> None:
         _fail(f"invalid flags: {exc}")
         return
     id_dir = opts["system_id_dir"] or Path.home() / ".gitlab-runner"
+    system_id = load_or_create_system_id(id_dir / "config.toml")
     service = Service(
         None,
-        service_hooks(),
-        system_id=load_or_create_system_id(id_dir / "config.toml"),
+        service_hooks(system_id),
+        system_id=system_id,
         config=config,
         max_builds=opts["max_builds"],
         wait_timeout=opts["wait_timeout"],

@@ -19,8 +19,20 @@ __all__ = ["cache_presigner", "make_build", "make_executor", "service_hooks"]
 PRESIGN_EXPIRY = 3600
 
 
-def service_hooks() -> ServiceHooks:
-    return ServiceHooks(load_config=_load, make_executor=make_executor, make_build=make_build)
+def service_hooks(system_id: str = "") -> ServiceHooks:
+    """The service's seams; ``system_id`` labels pods so orphans can be told from others' pods."""
+
+    def executor_for(runner: RunnerConfig) -> Executor:
+        return make_executor(runner, system_id=system_id)
+
+    async def sweep(runner: RunnerConfig) -> list[str]:
+        if (runner.executor or "shell") != "kubernetes" or not system_id:
+            return []
+        executor = make_executor(runner, system_id=system_id)
+        assert isinstance(executor, KubernetesExecutor)
+        return await executor.remove_orphans(runner)
+
+    return ServiceHooks(load_config=_load, make_executor=executor_for, make_build=make_build, sweep=sweep)
 
 
 def _load(path: Path) -> Config:
@@ -33,7 +45,9 @@ def make_executor(runner: RunnerConfig, *, system_id: str = "") -> Executor:
     if executor == "shell":
         return ShellExecutor(shell=runner.shell or None)
     if executor == "kubernetes":
-        return KubernetesExecutor(system_id=system_id)
+        from kuberunner.doctor.explain import explain
+
+        return KubernetesExecutor(system_id=system_id, explain=explain)
     raise BuildError(
         f'executor "{executor}" is not supported by kuberunner: use "kubernetes" or "shell" in [[runners]]',
         "runner_configuration_error",

@@ -47,6 +47,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
@@ -83,6 +84,7 @@ __all__ = [
     "SourceTree",
     "coverage_of",
     "list_sources",
+    "make_git_dir",
     "populate",
     "run_pipeline",
     "run_scoped",
@@ -294,23 +296,47 @@ def list_sources(project_dir: Path, exclude: Collection[Path] = ()) -> SourceTre
     return SourceTree(root, tuple(sorted(files)), None)
 
 
-def populate(tree: SourceTree, dest: Path) -> None:
-    """Make ``dest`` a fresh copy of ``tree`` (a git repository at the commit when ``tree`` has one)."""
+def make_git_dir(tree: SourceTree, dest: Path) -> Path | None:
+    """The ``.git`` directory every job's copy of ``tree`` gets, made once under ``dest``.
+
+    What ``git clone --shared`` of the project gives, HEAD detached at the commit and the
+    index at it, as GitLab checks out a job; :func:`populate` copies it into each job's
+    directory, which costs far less than three git commands per job. None when ``tree`` is
+    not a git work tree.
+    """
+    if tree.git_sha is None:
+        return None
     if dest.exists() or dest.is_symlink():
         shutil.rmtree(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if tree.git_sha is not None:
-        steps = [
-            (dest.parent, ["clone", "--shared", "--no-checkout", "--quiet", str(tree.root), str(dest)]),
-            (dest, ["update-ref", "--no-deref", "HEAD", tree.git_sha]),
-            (dest, ["reset", "--quiet"]),
-        ]
-        for cwd, args in steps:
-            done = _git(cwd, *args)
-            if done.returncode != 0:
-                message = done.stderr.decode("utf-8", "replace").strip().splitlines()
-                raise OSError(f"git {args[0]} failed: {message[-1] if message else done.returncode}")
+    steps = [
+        (dest.parent, ["clone", "--shared", "--no-checkout", "--quiet", str(tree.root), str(dest)]),
+        (dest, ["update-ref", "--no-deref", "HEAD", tree.git_sha]),
+        (dest, ["reset", "--quiet"]),
+    ]
+    for cwd, args in steps:
+        done = _git(cwd, *args)
+        if done.returncode != 0:
+            message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise OSError(f"git {args[0]} failed: {message[-1] if message else done.returncode}")
+    return dest / ".git"
+
+
+def populate(tree: SourceTree, dest: Path, *, git_dir: Path | None = None) -> None:
+    """Make ``dest`` a fresh copy of ``tree`` (a git repository at the commit when ``tree`` has one).
+
+    ``git_dir`` is :func:`make_git_dir`'s result for ``tree``, copied rather than made again.
+    """
+    if dest.exists() or dest.is_symlink():
+        shutil.rmtree(dest)
+    if tree.git_sha is not None and git_dir is not None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.mkdir()
+        shutil.copytree(git_dir, dest / ".git", symlinks=True)
+    elif tree.git_sha is not None:
+        make_git_dir(tree, dest)
     else:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         dest.mkdir()
     made: set[str] = set()
     for rel in tree.files:
@@ -346,7 +372,12 @@ server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 server.bind(path)
 server.listen(128)
 os.write(1, b"R")  # ready: calls queue up from now on, while the import below runs
-from kuberunner.helper.cli import main as helper_main  # the expensive part, done once
+# httpx's own command line (and the terminal library it draws with) is no part of the helper:
+# without it, httpx falls back to a stub `httpx.main`, and the import takes half the time.
+sys.modules.setdefault("httpx._main", None)
+from kuberunner.helper.cli import main as helper_main, preload_steps  # done once, for every child
+# what commands load on first use (HTTP stack, trust store), loaded while no call waits
+pending = preload_steps()
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forked children are reaped by the kernel
 
 def recv_exact(conn, size):
@@ -359,7 +390,7 @@ def recv_exact(conn, size):
     return data
 
 def serve(conn):
-    import array, json
+    import array
     fds = array.array("i")
     head, ancdata, _, _ = conn.recvmsg(8, socket.CMSG_SPACE(3 * fds.itemsize))
     for level, kind, data in ancdata:
@@ -367,20 +398,23 @@ def serve(conn):
             fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
     if len(head) != 8 or len(fds) != 3:
         return 70
-    request = json.loads(recv_exact(conn, int.from_bytes(head, "big")))
+    # cwd, umask, argc, argv..., NAME=value... as bytes, NUL-separated (see the client)
+    fields = recv_exact(conn, int.from_bytes(head, "big")).split(b"\0")
+    argc = int(fields[2])
+    argv = [os.fsdecode(arg) for arg in fields[3 : 3 + argc]]
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
-    os.umask(request["umask"])
+    os.chdir(fields[0])
+    os.environb.clear()
+    os.environb.update(item.split(b"=", 1) for item in fields[3 + argc :])
+    os.umask(int(fields[1]))
     def watch():  # the caller went away (killed with its stage script): so do we
         conn.recv(1)
         os.kill(os.getpid(), signal.SIGKILL)
     threading.Thread(target=watch, daemon=True).start()
     try:
-        helper_main(args=request["argv"], prog_name="kuberunner-helper")
+        helper_main(args=argv, prog_name="kuberunner-helper")
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -393,9 +427,17 @@ def serve(conn):
     return code
 
 while True:
-    ready, _, _ = select.select([server, sys.stdin], [], [])
+    ready, _, _ = select.select([server, sys.stdin], [], [], 0 if pending else None)
+    if not ready:
+        try:
+            pending.pop(0)()
+        except Exception:
+            pass  # the helper command that needs it reports the error
+        continue
     if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1):
-        break  # the runner closed our stdin: the run is over (or the runner died)
+        # the runner closed our stdin: the run is over (or the runner died). Nothing to
+        # flush or clean up here, and tearing the interpreter down would only cost time.
+        os._exit(0)
     if server not in ready:
         continue
     conn, _ = server.accept()
@@ -412,23 +454,24 @@ while True:
     conn.close()
 """
 
+# Only built-in modules: the client starts for every call, and ``socket``/``json`` would
+# double its start-up time.
 _CLIENT = r"""
-import array, json, os, socket, sys
+import _socket, os, sys
 PATH = {path!r}
 FALLBACK = {fallback!r}
 argv = sys.argv[1:]
+conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
 try:
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(PATH)
 except OSError:
     os.execv(FALLBACK[0], FALLBACK + argv)
 umask = os.umask(0)
 os.umask(umask)
-body = json.dumps({{"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask}}).encode()
-conn.sendmsg(
-    [len(body).to_bytes(8, "big")],
-    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))],
-)
+env = [key + b"=" + value for key, value in os.environb.items()]
+body = b"\0".join([os.getcwdb(), b"%d" % umask, b"%d" % len(argv), *map(os.fsencode, argv), *env])
+fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+conn.sendmsg([len(body).to_bytes(8, "big")], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
 conn.sendall(body)
 code = b""
 while len(code) < 4:
@@ -446,12 +489,15 @@ class HelperLauncher:
 
     ``await start()`` returns the helper command for :meth:`Build.create`; ``await stop()``
     ends the zygote. The command works the ordinary way when the zygote is not there.
+    ``launch()`` and ``ready()`` are ``start()`` in two halves, for a caller with other
+    work to do while the zygote starts.
     """
 
     def __init__(self, fallback: Sequence[str]) -> None:
         self.fallback = list(fallback)
         self._dir: Path | None = None
         self._process: asyncio.subprocess.Process | None = None
+        self._ready = False
 
     @staticmethod
     def supported() -> bool:
@@ -463,13 +509,24 @@ class HelperLauncher:
         return self._process.pid if self._process is not None else None
 
     async def start(self) -> list[str]:
+        """Start the zygote and wait until it takes calls; returns the helper command."""
+        command = await self.launch()
+        await self.ready()
+        return command
+
+    async def launch(self) -> list[str]:
+        """Start the zygote, without waiting for it; returns the helper command.
+
+        Calls made before the zygote listens run the helper the ordinary way.
+        """
         import tempfile
 
         # AF_UNIX paths are short (108 bytes): a private directory under the temp dir
-        self._dir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="kuberunner-helper-"))
+        self._dir = Path(tempfile.mkdtemp(prefix="kuberunner-helper-"))
         sock = self._dir / "helper.sock"
         client = self._dir / "helper-client.py"
         client.write_text(_CLIENT.format(path=str(sock), fallback=self.fallback), encoding="utf-8")
+        self._ready = False
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
@@ -480,11 +537,17 @@ class HelperLauncher:
             stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
         )
-        assert self._process.stdout is not None
-        # if the zygote never gets ready, the client falls back to the ordinary helper
-        with contextlib.suppress(TimeoutError, asyncio.IncompleteReadError):
-            await asyncio.wait_for(self._process.stdout.readexactly(1), timeout=_ZYGOTE_START_TIMEOUT)
         return [sys.executable, "-I", "-S", str(client)]
+
+    async def ready(self) -> None:
+        """Wait until the zygote takes calls (if it never does, calls run the ordinary helper)."""
+        process = self._process
+        if process is None or self._ready:
+            return
+        self._ready = True
+        assert process.stdout is not None
+        with contextlib.suppress(TimeoutError, asyncio.IncompleteReadError):
+            await asyncio.wait_for(process.stdout.readexactly(1), timeout=_ZYGOTE_START_TIMEOUT)
 
     async def stop(self) -> None:
         process, self._process = self._process, None
@@ -498,7 +561,7 @@ class HelperLauncher:
                 await process.wait()
         directory, self._dir = self._dir, None
         if directory is not None:
-            await asyncio.to_thread(shutil.rmtree, directory, True)
+            shutil.rmtree(directory, True)  # the socket and the client: nothing to wait for
 
 
 # --------------------------------------------------------------------------- state dir
@@ -550,6 +613,24 @@ class _StateDir:
 # --------------------------------------------------------------------------- the run
 
 
+@dataclass(frozen=True)
+class _Sources:
+    """What every job's copy of the project is made from: the files, and the ``.git`` to copy."""
+
+    tree: SourceTree
+    git_dir: Path | None
+
+    @classmethod
+    def make(cls, project_dir: Path, state_dir: Path) -> _Sources:
+        """List the project's files (the state directory left out) and make the shared ``.git``."""
+        tree = list_sources(project_dir, [state_dir])
+        try:
+            git_dir = make_git_dir(tree, state_dir / "git-template")
+        except OSError:
+            git_dir = None  # each job then clones for itself, and fails with git's reason
+        return cls(tree, git_dir)
+
+
 @dataclass
 class _Slot:
     """A job's bookkeeping during the run."""
@@ -592,6 +673,7 @@ class _Run:
         reporter: Reporter,
         cancel: Cancellation,
         helper_command: list[str] | None,
+        sources: _Sources | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.scoped = scoped
@@ -622,13 +704,14 @@ class _Run:
             self.slots[sj.job.name] = _Slot(sj, job_id=index, slug=unique)
         self.next_id = len(self.slots) + 1
         self.finished: dict[str, asyncio.Future[JobStatus]] = {}
-        self.sources: SourceTree | None = None
+        self.sources = sources
 
     # ------------------------------------------------------------------ schedule
 
     async def run(self) -> PipelineResult:
         loop = asyncio.get_running_loop()
-        self.sources = await asyncio.to_thread(list_sources, self.pipeline.project_dir, [self.state_dir])
+        if self.sources is None:
+            self.sources = await asyncio.to_thread(_Sources.make, self.pipeline.project_dir, self.state_dir)
         self.finished = {name: loop.create_future() for name in self.slots}
         self.reporter.pipeline_started(self.pipeline, self.scoped)
         tasks = []
@@ -827,12 +910,15 @@ class _Run:
         builds_dir = Path(build.builds_dir)
         project_dir = Path(build.project_dir)
         assert self.sources is not None
-        tree = SourceTree(self.sources.root, ()) if slot.no_sources else self.sources
+        sources = self.sources
 
         def prepare() -> None:
             if builds_dir.exists():
                 shutil.rmtree(builds_dir)
-            populate(tree, project_dir)
+            if slot.no_sources:
+                populate(SourceTree(sources.tree.root, ()), project_dir)
+            else:
+                populate(sources.tree, project_dir, git_dir=sources.git_dir)
 
         await asyncio.to_thread(prepare)
 
@@ -932,13 +1018,46 @@ async def run_scoped(
     ``helper_command`` is how jobs start ``kuberunner-helper``; by default a
     :class:`HelperLauncher` for this run.
     """
+    return await _run_scoped(
+        pipeline,
+        scoped,
+        state_dir=state_dir,
+        cache_dir=cache_dir,
+        concurrency=concurrency,
+        executor=executor,
+        reporter=reporter,
+        cancel=cancel,
+        helper_command=helper_command,
+        helper=None,
+        sources=None,
+    )
+
+
+async def _run_scoped(
+    pipeline: Pipeline,
+    scoped: ScopedJobs,
+    *,
+    state_dir: Path,
+    cache_dir: Path | None,
+    concurrency: int | None,
+    executor: str | Executor,
+    reporter: Reporter | None,
+    cancel: Cancellation | None,
+    helper_command: list[str] | None,
+    helper: _HelperCommand | None,
+    sources: _Sources | None,
+) -> PipelineResult:
+    """:func:`run_scoped`, with the helper already started and the sources already listed
+    (None: do it now)."""
     runner_executor = _make_executor(executor) if isinstance(executor, str) else executor
     cache_dir = state_dir / "cache" if cache_dir is None else cache_dir
     if not state_dir.is_absolute() or not cache_dir.is_absolute():
         raise LocalRunError(
             f"the state and cache directories must be absolute paths ({state_dir}, {cache_dir})"
         )
-    async with _helper(helper_command) as command:
+    async with contextlib.AsyncExitStack() as stack:
+        if helper is None:
+            helper = await stack.enter_async_context(_helper(helper_command))
         artifacts = state_dir / "artifacts"
         # a previous run's archives: their jobs' ids and tokens are gone
         await asyncio.to_thread(shutil.rmtree, artifacts, ignore_errors=True)
@@ -953,20 +1072,37 @@ async def run_scoped(
                 store=store,
                 reporter=reporter or Reporter(),
                 cancel=cancel or Cancellation(),
-                helper_command=command,
+                helper_command=helper.command,
+                sources=sources,
             )
+            await helper.ready()
             return await run.run()
 
 
+@dataclass(frozen=True)
+class _HelperCommand:
+    """How jobs start the helper, and what to await before the first one does."""
+
+    command: list[str] | None
+    launcher: HelperLauncher | None = None
+
+    async def ready(self) -> None:
+        if self.launcher is not None:
+            await self.launcher.ready()
+
+
 @contextlib.asynccontextmanager
-async def _helper(command: list[str] | None) -> AsyncIterator[list[str] | None]:
-    """``command`` if given, else a :class:`HelperLauncher`'s for as long as the block runs."""
+async def _helper(command: list[str] | None) -> AsyncIterator[_HelperCommand]:
+    """``command`` if given, else a :class:`HelperLauncher`'s for as long as the block runs.
+
+    The launcher's zygote is started, not waited for: see :meth:`_HelperCommand.ready`.
+    """
     if command is not None or not HelperLauncher.supported():
-        yield command
+        yield _HelperCommand(command)
         return
     launcher = HelperLauncher(default_helper_command())
     try:
-        yield await launcher.start()
+        yield _HelperCommand(await launcher.launch(), launcher)
     finally:
         await launcher.stop()
 
@@ -1005,8 +1141,8 @@ async def run_pipeline(
     """
     runner_executor = _make_executor(executor)
     # the helper's zygote starts while the pipeline loads: both take a moment
-    async with _helper(helper_command) as command:
-        state, pipeline, scoped = await asyncio.to_thread(
+    async with _helper(helper_command) as helper:
+        state, pipeline, scoped, sources = await asyncio.to_thread(
             _prepare,
             Path(project_dir),
             state_dir,
@@ -1023,7 +1159,7 @@ async def run_pipeline(
             lambda pipeline: pipeline.select(job_names, with_needs=with_needs, manual=manual, stage=stage),
         )
         try:
-            return await run_scoped(
+            return await _run_scoped(
                 pipeline,
                 scoped,
                 state_dir=state.path,
@@ -1032,7 +1168,9 @@ async def run_pipeline(
                 executor=runner_executor,
                 reporter=reporter,
                 cancel=cancel,
-                helper_command=command,
+                helper_command=None,
+                helper=helper,
+                sources=sources if sources.tree.root == pipeline.project_dir else None,
             )
         finally:
             state.release()
@@ -1043,16 +1181,22 @@ def _prepare(
     state_dir: Path | None,
     load: Callable[[int], Pipeline],
     select: Callable[[Pipeline], ScopedJobs],
-) -> tuple[_StateDir, Pipeline, ScopedJobs]:
-    """Lock the state directory, load the pipeline and choose its jobs (blocking: git, files)."""
+) -> tuple[_StateDir, Pipeline, ScopedJobs, _Sources]:
+    """Lock the state directory, load the pipeline and choose its jobs (blocking: git, files).
+
+    The project's files are listed meanwhile, in another thread: both mostly wait for git.
+    """
     project_dir = project_dir.resolve()
     if not project_dir.is_dir():
         raise LocalRunError(f"{project_dir} is not a directory")
     state = _StateDir((state_dir if state_dir is not None else project_dir / STATE_DIR_NAME).resolve())
     pipeline_id = state.acquire()
     try:
-        pipeline = load(pipeline_id)
-        return state, pipeline, select(pipeline)
+        with ThreadPoolExecutor(1, thread_name_prefix="kuberunner-sources") as pool:
+            sources = pool.submit(_Sources.make, project_dir, state.path)
+            pipeline = load(pipeline_id)
+            scoped = select(pipeline)
+            return state, pipeline, scoped, sources.result()
     except BaseException:
         state.release()
         raise

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 CONFIG_RELOAD_INTERVAL = 3.0
 LONG_POLL_TIMEOUT = 90.0
 CANCEL_GRACE = 30.0
+ORPHAN_SWEEP_INTERVAL = 600.0
 
 
 @dataclass
@@ -49,6 +50,8 @@ class ServiceHooks:
     make_executor: Callable[[RunnerConfig], Executor]
     make_build: Callable[[RunnerConfig, JobPayload, int], Build]
     make_client: Callable[[RunnerConfig, Metrics], GitLabClient] | None = None
+    # removes pods/secrets a crashed run of this machine left behind; returns what it removed
+    sweep: Callable[[RunnerConfig], Awaitable[list[str]]] | None = None
 
 
 class RunnerSlots:
@@ -174,13 +177,16 @@ class Service:
     async def run(self) -> None:
         """Run until stopped (or, for run-single, until max builds / wait timeout)."""
         self._reload(initial=True)
-        reloader = asyncio.create_task(self._watch_config(), name="config-reload")
+        background = [asyncio.create_task(self._watch_config(), name="config-reload")]
+        if self._hooks.sweep is not None:
+            background.append(asyncio.create_task(self._sweep_orphans(), name="orphan-sweep"))
         try:
             await self._stopping.wait()
         finally:
-            reloader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reloader
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self._shutdown()
 
     async def _shutdown(self) -> None:
@@ -290,6 +296,20 @@ class Service:
             self._workers[token] = worker
             for n in range(runner.request_concurrency):
                 worker.tasks.append(asyncio.create_task(self._poll(worker), name=f"poll-{worker.label}-{n}"))
+
+    async def _sweep_orphans(self) -> None:
+        """At start and then periodically: remove what a crashed run of this machine left."""
+        assert self._hooks.sweep is not None
+        while True:
+            for worker in list(self._workers.values()):
+                try:
+                    removed = await self._hooks.sweep(worker.runner)
+                except Exception as exc:  # never fatal: the next sweep tries again
+                    log.warning("runner %s: removing orphaned pods failed: %s", worker.label, exc)
+                    continue
+                if removed:
+                    log.info("runner %s: removed orphaned pods %s", worker.label, ", ".join(removed))
+            await asyncio.sleep(ORPHAN_SWEEP_INTERVAL)
 
     async def _watch_config(self) -> None:
         while True:

@@ -42,7 +42,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from kuberunner import __version__
 from kuberunner.build import Build, BuildConfigError, go_duration
@@ -122,6 +122,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class Explainer(Protocol):
+    """``kuberunner.doctor.explain``'s shape: a KubeError in the runner's terms, with the fix."""
+
+    def __call__(self, error: KubeError, *, cfg: KubernetesConfig, namespace: str) -> str: ...
+
 
 # kuberunner's helper image (images/helper/Dockerfile); mirror it and set helper_image
 # in [runners.kubernetes] where nodes cannot reach this registry.
@@ -371,8 +378,10 @@ class KubernetesExecutor:
 
     name = "kubernetes"
 
-    def __init__(self, *, system_id: str = "") -> None:
+    def __init__(self, *, system_id: str = "", explain: Explainer | None = None) -> None:
         self.system_id = system_id
+        # doctor's run-time diagnosis (injected: doctor sits above the executors)
+        self.explain = explain
         # What the process knows, shared by every instance (the service may make one per job).
         self._active = _PROCESS.active
         self._swept = _PROCESS.swept
@@ -581,13 +590,25 @@ class _PodJob:
             self.client = await connect(self.cfg, namespace=self.namespace, bearer_token_override=override)
         except KubeError as exc:
             self.trace.error(str(exc))
-            return _connection_outcome(exc, None)
+            return self._explained(exc, _connection_outcome(exc, None))
         except Exception as exc:  # a kubeconfig that cannot be read or parsed
             return _fail(
                 "runner_configuration_error",
                 f"cannot load the Kubernetes connection settings: {type(exc).__name__}: {exc}",
             )
         return None
+
+    def _explained(self, exc: KubeError, outcome: JobOutcome) -> JobOutcome:
+        """Add what ``kuberunner doctor`` would say (and its fix) to the log, when wired in."""
+        if self.x.explain is not None:
+            try:
+                text = self.x.explain(exc, cfg=self.cfg, namespace=self.namespace)
+            except Exception:  # a diagnosis must never hide the failure itself
+                log.exception("explaining a Kubernetes error failed")
+                text = ""
+            for line in text.splitlines():
+                self.trace.warning(line)
+        return outcome
 
     async def _native_sidecars(self) -> bool | JobOutcome:
         """Whether the cluster runs native sidecars (1.29+); asked once per API server and process."""
@@ -597,7 +618,7 @@ class _PodJob:
             try:
                 info = await self.client.version()
             except KubeError as exc:
-                return _connection_outcome(exc, self.client)
+                return self._explained(exc, _connection_outcome(exc, self.client))
             self.x._versions[host] = _server_version(info)
         version = self.x._versions[host]
         return version is not None and version >= _NATIVE_SIDECARS
@@ -621,7 +642,7 @@ class _PodJob:
             except KubeError as exc:
                 if isinstance(exc, KubeAPIError):  # refused: nothing was created
                     self.created.secrets.remove(name)
-                return _create_outcome(exc, f"secret {name}", trace)
+                return self._explained(exc, _create_outcome(exc, f"secret {name}", trace))
         self._start_orphan_sweep()
         return await self._create_pod(plan)
 
@@ -644,7 +665,7 @@ class _PodJob:
         except KubeError as exc:
             if isinstance(exc, KubeAPIError):  # refused: nothing to delete
                 self.created.pod = ""
-            return _create_outcome(exc, f"pod {plan.pod_name}", self.trace)
+            return self._explained(exc, _create_outcome(exc, f"pod {plan.pod_name}", self.trace))
         self.trace.info(f"Waiting for pod {self.namespace}/{plan.pod_name} to start...")
         return None
 
