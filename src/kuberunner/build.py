@@ -64,7 +64,7 @@ class BuildConfigError(ValueError):
 
 def go_duration(seconds: float) -> str:
     """Go's ``time.Duration.String`` for whole seconds (``3600`` → ``1h0m0s``), as GitLab logs show it."""
-    total = int(seconds)
+    total = max(int(seconds), 0)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

@@ -36,3 +36,15 @@ def config_option(f: F) -> F:
 
 def resolve_config_path(config_path: Path | None) -> Path:
     return config_path if config_path is not None else default_config_path()
+
+
+def format_option(f: F) -> F:
+    """``--format text|json``: text for people, JSON for scripts."""
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="text for people, json for scripts",
+    )(f)

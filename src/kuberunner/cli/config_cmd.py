@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from kuberunner.cli.common import config_option, resolve_config_path
+from kuberunner.cli.common import config_option, format_option, resolve_config_path
 from kuberunner.config.check import STYLES, check_files, render_json, render_text
 from kuberunner.config.load import ConfigError, load_config
 from kuberunner.config.show import render_effective
@@ -37,14 +37,7 @@ def config() -> None:
 
 @config.command("check")
 @config_option
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text for people, json for scripts",
-)
+@format_option
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=True, path_type=Path))
 def check(config_path: Path | None, output_format: str, files: tuple[Path, ...]) -> None:
     """Report every problem in config.toml at once, each with its fix.

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from kuberunner.cli.common import config_option, resolve_config_path
+from kuberunner.cli.common import config_option, format_option, resolve_config_path
 from kuberunner.doctor import UnknownRunner, diagnose, render_json, render_text
 from kuberunner.doctor.render import STYLES
 
@@ -62,14 +62,7 @@ def run_cancellable(work: Awaitable[T], *, command: str = "kuberunner doctor") -
     is_flag=True,
     help="start a short-lived job pod (real images, real spec, one-line scripts) and delete it",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text for people, json for scripts",
-)
+@format_option
 def doctor(config_path: Path | None, runner_name: str | None, probe: bool, output_format: str) -> None:
     """Check everything a job needs, in the order it needs it, and print the fix for each problem.
 

@@ -44,6 +44,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from kuberunner.build import go_duration
 from kuberunner.config.schema import ContainerSecurityContext, KubernetesConfig, SeccompProfile
 from kuberunner.executors.base import BuildError
 from kuberunner.executors.kubernetes.overrides import (
@@ -215,17 +216,6 @@ def _sanitize_label_value(value: str) -> str:
     while end > start and not (mapped[end - 1].isascii() and mapped[end - 1].isalnum()):
         end -= 1
     return mapped[start:end]
-
-
-def _go_duration(seconds: int) -> str:
-    """Go's ``time.Duration.String()`` for whole seconds: ``1h0m0s``, ``3m20s``, ``45s``."""
-    hours, rest = divmod(max(seconds, 0), 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
 
 
 def _camel(name: str) -> str:
@@ -855,7 +845,7 @@ def _annotations(
         "job.runner.gitlab.com/before_sha": job.git_info.before_sha,
         "job.runner.gitlab.com/ref": job.git_info.ref,
         "job.runner.gitlab.com/name": job.job_info.name,
-        "job.runner.gitlab.com/timeout": _go_duration(plan.timeout),
+        "job.runner.gitlab.com/timeout": go_duration(plan.timeout),
         "project.runner.gitlab.com/id": str(job.job_info.project_id),
     }
     requested = map_overrides(
