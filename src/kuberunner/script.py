@@ -243,7 +243,12 @@ class _Writer:
 
 
 def _prepare(w: _Writer) -> None:
-    w.line("printf 'Running on %s...\\n' \"$(hostname 2>/dev/null || uname -n)\"")
+    # The kernel's own copy of the host name, read by the shell itself: no process to start
+    # (`hostname` and `uname -n` print the same, and remain the fallback without /proc).
+    w.line('if ! { read -r _kr_host </proc/sys/kernel/hostname; } 2>/dev/null || [ -z "$_kr_host" ]; then')
+    w.line('  _kr_host="$(hostname 2>/dev/null || uname -n)"')
+    w.line("fi")
+    w.line("printf 'Running on %s...\\n' \"$_kr_host\"")
 
 
 def _ssl_config(w: _Writer, where: Sequence[str]) -> None:
@@ -368,7 +373,9 @@ def _get_sources(w: _Writer) -> None:
         w.line("export GIT_LFS_SKIP_SMUDGE=1")
     if strategy == "none":
         w.notice("Skipping Git repository setup")
-        w.command("mkdir", "-p", build.project_dir)
+        # mkdir only when needed: the directory is usually there, and mkdir is a process
+        w.line(f"[ -d {quote(build.project_dir)} ] || {_cmdline(['mkdir', '-p', build.project_dir])}")
+        w.check()
     else:
         if strategy == "clone":
             w.command("rm", "-r", "-f", build.project_dir)

@@ -11,6 +11,7 @@ and exits 1.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import tempfile
 import time
@@ -35,9 +36,16 @@ from kuberunner.helper.cache import archive_cache, download_cache, extract_cache
 from kuberunner.helper.errors import HelperError
 from kuberunner.helper.log import Log
 from kuberunner.helper.paths import collect
-from kuberunner.helper.transport import JobCredentials, RetryPolicy, human_size, make_client
+from kuberunner.helper.transport import (
+    JobCredentials,
+    RetryPolicy,
+    human_size,
+    make_client,
+    tls_context,
+    user_agent,
+)
 
-__all__ = ["HelperContext", "main"]
+__all__ = ["HelperContext", "main", "preload", "preload_steps"]
 
 P = ParamSpec("P")
 
@@ -323,3 +331,29 @@ def cache_extractor(hc: HelperContext, archive: Path, url: str | None, timeout: 
     count = extract_cache(archive, Path.cwd())
     log.info(f"Extracted {count} files and directories")
     log.info("Successfully extracted cache")
+
+
+def preload_steps() -> list[Callable[[], object]]:
+    """What commands otherwise load on first use, for a process that forks helpers.
+
+    httpx imports its HTTP stack when a client is made, the trust store takes tens of
+    milliseconds to read, and URLs and zip names need codecs: a forked helper inherits all
+    of it, loaded once. One step at a time, so that such a process can serve calls in
+    between; a step that fails is left for the command that needs it to report.
+    """
+    return [
+        tls_context,
+        user_agent,
+        lambda: make_client().close(),
+        lambda: codecs.lookup("idna"),
+        lambda: codecs.lookup("cp437"),
+    ]
+
+
+def preload() -> None:
+    """Run every :func:`preload_steps` step now."""
+    for step in preload_steps():
+        try:
+            step()
+        except Exception:  # the command that needs it reports it
+            continue

@@ -5,13 +5,19 @@ and network errors are retried, up to 5 attempts in all, waiting for
 ``RateLimit-ResetTime`` (an HTTP date) if present, else ``Retry-After``, else an
 exponential backoff from 100 ms capped at 60 s. The sleep is injectable so
 tests do not wait.
+
+Loading a TLS trust store takes tens of milliseconds, more than a small transfer:
+verifying contexts are built once per process and kept (:func:`tls_context`), so a
+process that forks helpers (``kuberunner exec``) builds them before it forks.
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
 import http
 import json
+import os
 import platform
 import re
 import ssl
@@ -40,6 +46,7 @@ __all__ = [
     "server_message",
     "short_token",
     "status_text",
+    "tls_context",
     "user_agent",
 ]
 
@@ -201,12 +208,53 @@ def human_size(size: int) -> str:
     return f"{value:.1f} TiB"
 
 
+@functools.cache
 def user_agent() -> str:
     try:
         version = metadata.version("kuberunner")
     except metadata.PackageNotFoundError:
         version = "unknown"
     return f"kuberunner-helper {version} ({platform.system().lower()}; {platform.machine()})"
+
+
+# The environment variables that choose the trust store (OpenSSL's and httpx's).
+_TRUST_ENV = ("SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
+def _stamp(path: str | None) -> tuple[str, int, int] | None:
+    """What identifies a file's or directory's contents well enough to reuse what was loaded from it."""
+    if not path:
+        return None
+    path = os.path.abspath(path)  # a relative name means another file in another directory
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (path, -1, -1)
+    return (path, st.st_mtime_ns, st.st_size)
+
+
+def tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
+    """The verifying context for GitLab's HTTPS: httpx's default trust store, or (``ca_file``,
+    like gitlab-runner) the system's roots plus that CA file.
+
+    Built once per process for the same trust inputs (the CA file and the ``SSL_CERT_FILE``
+    and ``SSL_CERT_DIR`` locations, each by path, size and modification time), then reused:
+    the same certificates are trusted, only the loading is saved.
+    """
+    trust = tuple(_stamp(os.environ.get(name)) for name in _TRUST_ENV)
+    return _tls_context(_stamp(str(ca_file)) if ca_file is not None else None, trust)
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(
+    ca_file: tuple[str, int, int] | None, trust: tuple[tuple[str, int, int] | None, ...]
+) -> ssl.SSLContext:
+    del trust  # part of the cache key only: the loaders below read the environment themselves
+    if ca_file is None:
+        return httpx.create_ssl_context(verify=True)
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=ca_file[0])
+    return context
 
 
 def make_client(
@@ -216,13 +264,8 @@ def make_client(
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
     """A client that never follows redirects by itself (callers decide where tokens go)."""
-    verify: ssl.SSLContext | bool = True
-    if ca_file is not None:
-        # Like gitlab-runner: the CA file is trusted in addition to the system's roots.
-        verify = ssl.create_default_context()
-        verify.load_verify_locations(cafile=str(ca_file))
     return httpx.Client(
-        verify=verify,
+        verify=tls_context(ca_file),
         timeout=httpx.Timeout(timeout_s, connect=min(30.0, timeout_s)),
         follow_redirects=False,
         headers={"User-Agent": user_agent()},

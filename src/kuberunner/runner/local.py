@@ -41,37 +41,33 @@ import fcntl
 import os
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 from kuberunner import REVISION, __version__
-from kuberunner.build import Build, BuildConfigError, default_helper_command
-from kuberunner.config.schema import RunnerConfig
-from kuberunner.executors.base import BuildError, Cancellation, Executor, JobOutcome
-from kuberunner.executors.shell import ShellExecutor
-from kuberunner.job import ArtifactsFile, Dependency, JobPayload, JobVariable
-from kuberunner.pipeline import (
-    EnvironmentSpec,
-    Pipeline,
-    PipelineJob,
-    PipelineVariable,
-    ScopedJob,
-    ScopedJobs,
-    load_pipeline,
-    to_payload,
-)
-from kuberunner.pipeline.gitdata import slugify
-from kuberunner.runner.artifact_store import ArtifactStore
-from kuberunner.runner.outcome import final_line
-from kuberunner.trace import JobTrace, header
+
+if TYPE_CHECKING:  # imported where used: `kuberunner exec` starts its helper and copies first
+    from kuberunner.build import Build
+    from kuberunner.executors.base import Cancellation, Executor, JobOutcome
+    from kuberunner.job import JobPayload
+    from kuberunner.pipeline import (
+        EnvironmentSpec,
+        Pipeline,
+        PipelineJob,
+        PipelineVariable,
+        ScopedJob,
+        ScopedJobs,
+    )
+    from kuberunner.runner.artifact_store import ArtifactStore
 
 __all__ = [
     "EXECUTORS",
@@ -81,11 +77,13 @@ __all__ = [
     "LocalRunError",
     "PipelineResult",
     "Reporter",
+    "RunStart",
     "SourceTree",
+    "check_executor",
     "coverage_of",
     "list_sources",
-    "make_git_dir",
     "populate",
+    "preload_modules",
     "run_pipeline",
     "run_scoped",
 ]
@@ -97,6 +95,7 @@ STATE_DIR_NAME = ".kuberunner"
 _SECTION_MARKER = re.compile(r"section_(?:start|end):\d+:[A-Za-z0-9_.-]+(?:\[[^\]\r\n]*\])?\r(?:\x1b\[0K)?")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _GIT_TIMEOUT = 120.0
+_TRASH = "trash"
 _ZYGOTE_START_TIMEOUT = 10.0
 
 
@@ -257,6 +256,33 @@ def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     )
 
 
+def _git_start(cwd: Path, *args: str) -> subprocess.Popen[bytes] | None:
+    """Start a git command without waiting for it (None when git cannot be started)."""
+    try:
+        return subprocess.Popen(
+            ["git", *args],
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except OSError:
+        return None
+
+
+def _git_end(proc: subprocess.Popen[bytes] | None) -> subprocess.CompletedProcess[bytes] | None:
+    """What a :func:`_git_start` command did (None when it did not start or timed out)."""
+    if proc is None:
+        return None
+    try:
+        out, err = proc.communicate(timeout=_GIT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def list_sources(project_dir: Path, exclude: Collection[Path] = ()) -> SourceTree:
     """The files GitLab would see if the project were committed now (see the module docstring)."""
     root = project_dir.resolve()
@@ -269,17 +295,22 @@ def list_sources(project_dir: Path, exclude: Collection[Path] = ()) -> SourceTre
     def kept(rel: str) -> bool:
         return not any(rel == e or rel.startswith(e + "/") for e in excluded)
 
-    try:
-        listed = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".")
-    except (OSError, subprocess.TimeoutExpired):
-        listed = None
+    # three questions for git, asked at once: each answer is mostly git's start-up time
+    started = [
+        _git_start(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."),
+        _git_start(root, "rev-parse", "--show-toplevel"),
+        _git_start(root, "rev-parse", "--verify", "-q", "HEAD"),
+    ]
+    listed, top, sha = (_git_end(proc) for proc in started)
     if listed is not None and listed.returncode == 0:
         names = sorted({n for n in listed.stdout.decode("utf-8", "surrogateescape").split("\0") if n})
         files = [n for n in names if kept(n) and (os.path.islink(root / n) or (root / n).is_file())]
-        top = _git(root, "rev-parse", "--show-toplevel")
-        sha = _git(root, "rev-parse", "--verify", "-q", "HEAD")
-        at_top = top.returncode == 0 and Path(os.fsdecode(top.stdout.strip())).resolve() == root
-        git_sha = sha.stdout.decode().strip() if at_top and sha.returncode == 0 else None
+        at_top = (
+            top is not None
+            and top.returncode == 0
+            and Path(os.fsdecode(top.stdout.strip())).resolve() == root
+        )
+        git_sha = sha.stdout.decode().strip() if at_top and sha is not None and sha.returncode == 0 else None
         return SourceTree(root, tuple(files), git_sha or None)
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -296,48 +327,26 @@ def list_sources(project_dir: Path, exclude: Collection[Path] = ()) -> SourceTre
     return SourceTree(root, tuple(sorted(files)), None)
 
 
-def make_git_dir(tree: SourceTree, dest: Path) -> Path | None:
-    """The ``.git`` directory every job's copy of ``tree`` gets, made once under ``dest``.
-
-    What ``git clone --shared`` of the project gives, HEAD detached at the commit and the
-    index at it, as GitLab checks out a job; :func:`populate` copies it into each job's
-    directory, which costs far less than three git commands per job. None when ``tree`` is
-    not a git work tree.
-    """
-    if tree.git_sha is None:
-        return None
-    if dest.exists() or dest.is_symlink():
-        shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    steps = [
-        (dest.parent, ["clone", "--shared", "--no-checkout", "--quiet", str(tree.root), str(dest)]),
-        (dest, ["update-ref", "--no-deref", "HEAD", tree.git_sha]),
-        (dest, ["reset", "--quiet"]),
-    ]
-    for cwd, args in steps:
-        done = _git(cwd, *args)
-        if done.returncode != 0:
-            message = done.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise OSError(f"git {args[0]} failed: {message[-1] if message else done.returncode}")
-    return dest / ".git"
+def _clone_args(tree_root: Path, dest: Path) -> list[str]:
+    return ["clone", "--shared", "--no-checkout", "--quiet", str(tree_root), str(dest)]
 
 
-def populate(tree: SourceTree, dest: Path, *, git_dir: Path | None = None) -> None:
-    """Make ``dest`` a fresh copy of ``tree`` (a git repository at the commit when ``tree`` has one).
+def _check(done: subprocess.CompletedProcess[bytes] | None, what: str) -> None:
+    """Raise OSError with git's last line when ``done`` failed."""
+    if done is None:
+        raise OSError(f"git {what} failed: git did not run")
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise OSError(f"git {what} failed: {message[-1] if message else done.returncode}")
 
-    ``git_dir`` is :func:`make_git_dir`'s result for ``tree``, copied rather than made again.
-    """
-    if dest.exists() or dest.is_symlink():
-        shutil.rmtree(dest)
-    if tree.git_sha is not None and git_dir is not None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.mkdir()
-        shutil.copytree(git_dir, dest / ".git", symlinks=True)
-    elif tree.git_sha is not None:
-        make_git_dir(tree, dest)
-    else:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.mkdir()
+
+def _detach_at(dest: Path, sha: str) -> None:
+    """HEAD detached at ``sha`` and the index at its tree, as GitLab checks a job out."""
+    for args in (["update-ref", "--no-deref", "HEAD", sha], ["reset", "--quiet"]):
+        _check(_git(dest, *args), args[0])
+
+
+def _copy_files(tree: SourceTree, dest: Path) -> None:
     made: set[str] = set()
     for rel in tree.files:
         source = tree.root / rel
@@ -354,23 +363,102 @@ def populate(tree: SourceTree, dest: Path, *, git_dir: Path | None = None) -> No
             continue
 
 
+def populate(tree: SourceTree, dest: Path) -> None:
+    """Make ``dest`` a fresh copy of ``tree`` (a git repository at the commit when ``tree`` has one)."""
+    if dest.exists() or dest.is_symlink():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if tree.git_sha is not None:
+        _check(_git(dest.parent, *_clone_args(tree.root, dest)), "clone")
+        _detach_at(dest, tree.git_sha)
+    else:
+        dest.mkdir()
+    _copy_files(tree, dest)
+
+
+def _populate_template(project_dir: Path, exclude: Path, dest: Path) -> tuple[SourceTree, Path | None]:
+    """List the sources and make one copy of them at ``dest`` (which must not exist), for each
+    job's copy to be copied from: one ``cp`` per job instead of three git commands and a copy
+    of every file. The clone starts while the files are listed. The template is None when it
+    could not be made (each job then makes its copy itself, and reports the failure)."""
+    root = project_dir.resolve()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    clone = _git_start(dest.parent, *_clone_args(root, dest))  # wasted, and undone, without a commit
+    tree = list_sources(project_dir, [exclude])
+    cloned = _git_end(clone)
+    try:
+        if tree.git_sha is not None:
+            _check(cloned, "clone")
+            _detach_at(dest, tree.git_sha)
+        else:
+            if os.path.lexists(dest):
+                shutil.rmtree(dest)
+            dest.mkdir()
+        _copy_files(tree, dest)
+    except OSError:
+        shutil.rmtree(dest, ignore_errors=True)
+        return tree, None
+    return tree, dest
+
+
+async def _copy_tree(source: Path, dest: Path) -> None:
+    """``dest`` as a copy of ``source`` (which it must not exist before): ``cp -a``, a process of
+    its own that copies in C while the event loop goes on; Python's copy where cp fails."""
+    _mkdirs(dest.parent)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "cp",
+            "-a",
+            "--",
+            str(source),
+            str(dest),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        code = await proc.wait()
+    except OSError:
+        code = -1
+    if code != 0:
+        await asyncio.to_thread(_copy_tree_slowly, source, dest)
+
+
+def _copy_tree_slowly(source: Path, dest: Path) -> None:
+    if os.path.lexists(dest):
+        shutil.rmtree(dest)
+    shutil.copytree(source, dest, symlinks=True)
+
+
 # --------------------------------------------------------------------------- helper launcher
 
 # The helper is a Python program whose start (interpreter plus httpx, click...) costs
 # far more than the small archives of a local pipeline; a job calls it several times.
 # For a local run, one "zygote" process imports it once and forks a child per call.
 # Each call is still a separate ``kuberunner-helper`` process with the job's argv, working
-# directory, environment, umask and stdin/stdout/stderr (passed over a UNIX socket), and it
-# dies with its caller: when the stage script is killed, the socket closes and so does the
-# child. Without fork or UNIX sockets, or if the zygote is gone, the client runs the
-# helper the ordinary way.
+# directory, environment, umask and stdin/stdout/stderr, and it dies with its caller: when
+# the stage script is killed, the connection closes and so does the child.
+#
+# Two clients reach the zygote. The Python one passes its stdin/stdout/stderr over a UNIX
+# socket (SCM_RIGHTS). The bash one, which starts in a sixth of the time, connects over
+# loopback TCP with the run's secret token and its pid; the child then takes the caller's
+# argv, environment, working directory, umask and stdin/stdout/stderr from /proc/<pid>
+# (Linux). Only pipes and character devices can be opened again that way with the same
+# meaning: for anything else (a regular file would lose its offset), and wherever /proc,
+# bash or its /dev/tcp is missing, the bash client hands over to the Python one. Without
+# fork or UNIX sockets, or if the zygote is gone, the Python client runs the helper the
+# ordinary way.
 
 _ZYGOTE = r"""
-import os, select, signal, socket, sys, threading, traceback
-path = sys.argv[1]
-server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-server.bind(path)
-server.listen(128)
+import gc, hmac, os, select, signal, socket, stat, sys, threading, traceback
+servers = [socket.socket(fileno=int(fd)) for fd in sys.argv[1:] if int(fd) >= 0]
+tcp = servers[1] if len(servers) > 1 else None
+token = b""
+while not token.endswith(b"\n"):  # the first line on stdin: what a TCP caller must show
+    chunk = os.read(0, 1)
+    if not chunk:
+        os._exit(0)
+    token += chunk
+token = token.strip()
 os.write(1, b"R")  # ready: calls queue up from now on, while the import below runs
 # httpx's own command line (and the terminal library it draws with) is no part of the helper:
 # without it, httpx falls back to a stub `httpx.main`, and the import takes half the time.
@@ -389,7 +477,7 @@ def recv_exact(conn, size):
         data += chunk
     return data
 
-def serve(conn):
+def from_unix(conn):
     import array
     fds = array.array("i")
     head, ancdata, _, _ = conn.recvmsg(8, socket.CMSG_SPACE(3 * fds.itemsize))
@@ -397,18 +485,66 @@ def serve(conn):
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
     if len(head) != 8 or len(fds) != 3:
-        return 70
+        return None
     # cwd, umask, argc, argv..., NAME=value... as bytes, NUL-separated (see the client)
     fields = recv_exact(conn, int.from_bytes(head, "big")).split(b"\0")
     argc = int(fields[2])
     argv = [os.fsdecode(arg) for arg in fields[3 : 3 + argc]]
+    env = [item.split(b"=", 1) for item in fields[3 + argc :]]
+    return list(fds), fields[0], int(fields[1]), argv, env
+
+def from_proc(conn):
+    conn.settimeout(10)
+    line = b""
+    while not line.endswith(b"\n") and len(line) < 256:
+        chunk = conn.recv(256 - len(line))
+        if not chunk:
+            raise EOFError
+        line += chunk
+    conn.settimeout(None)
+    shown, pid, argc = line.split()
+    if not hmac.compare_digest(shown, token):
+        raise PermissionError("wrong token")
+    base = "/proc/%d" % int(pid)
+    with open(base + "/cmdline", "rb") as f:
+        cmdline = f.read().split(b"\0")[:-1]
+    argc = int(argc)
+    argv = [os.fsdecode(arg) for arg in cmdline[len(cmdline) - argc :]] if argc else []
+    with open(base + "/environ", "rb") as f:
+        env = [item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item]
+    with open(base + "/status", "rb") as f:
+        umask = [int(l.split()[1], 8) for l in f if l.startswith(b"Umask:")]
+    fds = []
+    try:
+        for number, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+            path = "%s/fd/%d" % (base, number)
+            mode = os.stat(path).st_mode
+            if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+                raise OSError("not a pipe or a device: only the descriptor itself would do")
+            fds.append(os.open(path, flags))
+        if not umask:
+            raise OSError("no umask in /proc")
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        return None
+    return fds, base.encode() + b"/cwd", umask[0], argv, env
+
+def serve(conn, by_tcp):
+    request = from_proc(conn) if by_tcp else from_unix(conn)
+    if request is None:
+        if by_tcp:  # the caller hands over to the Python client
+            conn.sendall(b"F\n")
+            return 0
+        return 70
+    fds, cwd, umask, argv, env = request
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
-    os.chdir(fields[0])
+    os.chdir(cwd)
     os.environb.clear()
-    os.environb.update(item.split(b"=", 1) for item in fields[3 + argc :])
-    os.umask(int(fields[1]))
+    os.environb.update(env)
+    os.umask(umask)
     def watch():  # the caller went away (killed with its stage script): so do we
         conn.recv(1)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -423,11 +559,11 @@ def serve(conn):
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    conn.sendall(code.to_bytes(4, "big", signed=True))
+    conn.sendall(b"%d\n" % code if by_tcp else code.to_bytes(4, "big", signed=True))
     return code
 
 while True:
-    ready, _, _ = select.select([server, sys.stdin], [], [], 0 if pending else None)
+    ready, _, _ = select.select([*servers, sys.stdin], [], [], 0 if pending else None)
     if not ready:
         try:
             pending.pop(0)()
@@ -438,20 +574,23 @@ while True:
         # the runner closed our stdin: the run is over (or the runner died). Nothing to
         # flush or clean up here, and tearing the interpreter down would only cost time.
         os._exit(0)
-    if server not in ready:
-        continue
-    conn, _ = server.accept()
-    if os.fork() == 0:
-        code = 70
-        try:
-            server.close()
-            for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
-                signal.signal(sig, signal.SIG_DFL)
-            code = serve(conn)
-        except BaseException:
-            traceback.print_exc()
-        os._exit(code & 0xFF)
-    conn.close()
+    for server in servers:
+        if server not in ready:
+            continue
+        conn, _ = server.accept()
+        gc.freeze()  # a child's collections then leave the inherited objects (and their pages) alone
+        if os.fork() == 0:
+            code = 70
+            try:
+                for other in servers:
+                    other.close()
+                for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+                    signal.signal(sig, signal.SIG_DFL)
+                code = serve(conn, server is tcp)
+            except BaseException:
+                traceback.print_exc()
+            os._exit(code & 0xFF)
+        conn.close()
 """
 
 # Only built-in modules: the client starts for every call, and ``socket``/``json`` would
@@ -483,21 +622,42 @@ while len(code) < 4:
 sys.exit(int.from_bytes(code, "big", signed=True))
 """
 
+# Bash's /dev/tcp, its pid and its argument count: the zygote's child reads the rest in /proc.
+# A job's environment must not change what this script does: -p ignores BASH_ENV, exported
+# functions and SHELLOPTS; POSIXLY_CORRECT would make a failed connection fatal, and TMOUT
+# would time the wait out (both only for this shell: the helper gets the job's environment).
+_BASH_CLIENT = r"""#!{bash} -p
+# kuberunner-helper, run by this kuberunner exec's helper zygote (kuberunner.runner.local)
+set +o posix
+unset TMOUT
+{{ exec 3<>/dev/tcp/127.0.0.1/{port}; }} 2>/dev/null || exec {python} "$@"
+printf '%s %s %s\n' {token} "$$" "$#" >&3 2>/dev/null || exec 3>&- {python} "$@"
+IFS= read -r -u 3 reply || {{ echo "ERROR: kuberunner-helper stopped unexpectedly" >&2; exit 1; }}
+case $reply in
+F) exec 3>&- {python} "$@" ;;
+*) exit "$reply" ;;
+esac
+"""
+
 
 class HelperLauncher:
     """Runs ``kuberunner-helper`` commands by forking a process that has it imported already.
 
     ``await start()`` returns the helper command for :meth:`Build.create`; ``await stop()``
-    ends the zygote. The command works the ordinary way when the zygote is not there.
-    ``launch()`` and ``ready()`` are ``start()`` in two halves, for a caller with other
-    work to do while the zygote starts.
+    ends the zygote. The command works the ordinary way (``fallback``, by default
+    :func:`~kuberunner.build.default_helper_command`) when the zygote is not there.
+    ``spawn()``, ``command()`` and ``ready()`` are ``start()`` in parts, for a caller with
+    other work to do while the zygote starts.
     """
 
-    def __init__(self, fallback: Sequence[str]) -> None:
-        self.fallback = list(fallback)
+    def __init__(self, fallback: Sequence[str] | None = None) -> None:
+        self.fallback = list(fallback) if fallback is not None else None
         self._dir: Path | None = None
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._command: list[str] | None = None
         self._ready = False
+        self._token = ""
+        self._port: int | None = None
 
     @staticmethod
     def supported() -> bool:
@@ -510,34 +670,70 @@ class HelperLauncher:
 
     async def start(self) -> list[str]:
         """Start the zygote and wait until it takes calls; returns the helper command."""
-        command = await self.launch()
+        self.spawn()
+        command = self.command()
         await self.ready()
         return command
 
-    async def launch(self) -> list[str]:
-        """Start the zygote, without waiting for it; returns the helper command.
-
-        Calls made before the zygote listens run the helper the ordinary way.
-        """
+    def spawn(self) -> None:
+        """Start the zygote (once), without waiting for it: calls queue up until it listens."""
+        if self._process is not None:
+            return
         import tempfile
 
         # AF_UNIX paths are short (108 bytes): a private directory under the temp dir
         self._dir = Path(tempfile.mkdtemp(prefix="kuberunner-helper-"))
-        sock = self._dir / "helper.sock"
-        client = self._dir / "helper-client.py"
-        client.write_text(_CLIENT.format(path=str(sock), fallback=self.fallback), encoding="utf-8")
         self._ready = False
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _ZYGOTE,
-            str(sock),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        return [sys.executable, "-I", "-S", str(client)]
+        self._command = None
+        self._token = secrets.token_hex(16)
+        with contextlib.ExitStack() as sockets:
+            unix = sockets.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            unix.bind(str(self._dir / "helper.sock"))
+            unix.listen(128)
+            tcp = sockets.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            try:
+                tcp.bind(("127.0.0.1", 0))
+                tcp.listen(128)
+                self._port, tcp_fd = tcp.getsockname()[1], tcp.fileno()
+            except OSError:  # no loopback: the Python client only
+                self._port, tcp_fd = None, -1
+            fds = [unix.fileno(), tcp_fd]
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _ZYGOTE, *map(str, fds)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=[fd for fd in fds if fd >= 0],
+            )
+        assert self._process.stdin is not None
+        self._process.stdin.write(self._token.encode() + b"\n")
+        self._process.stdin.flush()
+
+    def command(self) -> list[str]:
+        """The helper command (after :meth:`spawn`)."""
+        if self._command is None:
+            assert self._dir is not None, "spawn() first"
+            if self.fallback is None:
+                from kuberunner.build import default_helper_command
+
+                self.fallback = default_helper_command()
+            client = self._dir / "helper-client.py"
+            sock = self._dir / "helper.sock"
+            client.write_text(_CLIENT.format(path=str(sock), fallback=self.fallback), encoding="utf-8")
+            python = [sys.executable, "-I", "-S", str(client)]
+            self._command = python
+            bash = shutil.which("bash")
+            if bash is not None and self._port is not None and sys.platform == "linux":
+                script = self._dir / "helper-client.sh"
+                text = _BASH_CLIENT.format(
+                    bash=bash, port=self._port, token=shlex.quote(self._token), python=shlex.join(python)
+                )
+                fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+                self._command = [str(script)]
+        return self._command
 
     async def ready(self) -> None:
         """Wait until the zygote takes calls (if it never does, calls run the ordinary helper)."""
@@ -546,22 +742,40 @@ class HelperLauncher:
             return
         self._ready = True
         assert process.stdout is not None
-        with contextlib.suppress(TimeoutError, asyncio.IncompleteReadError):
-            await asyncio.wait_for(process.stdout.readexactly(1), timeout=_ZYGOTE_START_TIMEOUT)
+        await asyncio.to_thread(_read_byte, process.stdout, _ZYGOTE_START_TIMEOUT)
 
     async def stop(self) -> None:
+        await asyncio.to_thread(self._stop)
+
+    def _stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            if process.stdin is not None:
-                process.stdin.close()
-            try:
-                await asyncio.wait_for(process.wait(), timeout=5)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+            _end_zygote(process)
         directory, self._dir = self._dir, None
         if directory is not None:
-            shutil.rmtree(directory, True)  # the socket and the client: nothing to wait for
+            shutil.rmtree(directory, True)  # the socket and the client
+
+
+def _read_byte(stream: IO[bytes], timeout: float) -> None:
+    """Read the byte the zygote writes once it listens (at most ``timeout`` seconds' wait)."""
+    import select
+
+    readable, _, _ = select.select([stream], [], [], timeout)
+    if readable:
+        os.read(stream.fileno(), 1)
+
+
+def _end_zygote(process: subprocess.Popen[bytes]) -> None:
+    """Close the zygote's stdin, which ends it, and reap it (killed if it lingers)."""
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 # --------------------------------------------------------------------------- state dir
@@ -613,22 +827,108 @@ class _StateDir:
 # --------------------------------------------------------------------------- the run
 
 
+class _Trash:
+    """Directories a run no longer wants, deleted in the background.
+
+    A job's directory from the previous run is moved aside (one rename) rather than
+    deleted before the job can start; :meth:`sweep` deletes what was moved aside, in
+    processes of their own, and the run waits for them at its end.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._deleting: set[str] = set()
+
+    def discard(self, path: Path) -> None:
+        """Move ``path`` (if it exists) into the trash; where it cannot be moved, it stays put
+        (and the caller deletes it as before)."""
+        _set_aside(path, self.root, delete=False)
+
+    def sweep(self) -> None:
+        """Start deleting what is in the trash (also what an earlier run left there)."""
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            return
+        for name in names:
+            if name not in self._deleting:
+                self._deleting.add(name)
+                task = asyncio.create_task(_delete_tree(self.root / name))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def wait(self) -> None:
+        """Delete what is left in the trash, and wait for the deletions under way."""
+        self.sweep()
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+
+async def _delete_tree(path: Path) -> None:
+    """``rm -rf``: a process of its own, which deletes while this one goes on undisturbed
+    (a thread here would compete with the event loop); Python's rmtree where rm fails."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "rm",
+            "-rf",
+            "--",
+            str(path),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        code = await proc.wait()
+    except OSError:
+        code = -1
+    if code != 0:
+        await asyncio.to_thread(_remove, path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class _Sources:
-    """What every job's copy of the project is made from: the files, and the ``.git`` to copy."""
+    """What every job's copy of the project is made from: the listed files, and one copy of them."""
 
     tree: SourceTree
-    git_dir: Path | None
+    #: a copy of ``tree`` (a git repository when it has a commit); None when it could not be made
+    template: Path | None
 
     @classmethod
     def make(cls, project_dir: Path, state_dir: Path) -> _Sources:
-        """List the project's files (the state directory left out) and make the shared ``.git``."""
-        tree = list_sources(project_dir, [state_dir])
-        try:
-            git_dir = make_git_dir(tree, state_dir / "git-template")
-        except OSError:
-            git_dir = None  # each job then clones for itself, and fails with git's reason
-        return cls(tree, git_dir)
+        """List the project's files (the state directory left out) and copy them once, to
+        ``<state_dir>/sources`` (the previous run's copy is moved into the trash)."""
+        template = state_dir / "sources"
+        _set_aside(template, state_dir / _TRASH)
+        tree, made = _populate_template(project_dir, state_dir, template)
+        return cls(tree, made)
+
+
+def _set_aside(path: Path, trash: Path, *, delete: bool = True) -> None:
+    """Move ``path`` (if it exists) into ``trash``, for :meth:`_Trash.sweep` to delete; where it
+    cannot be moved, delete it at once (``delete``) or leave it."""
+    if not os.path.lexists(path):
+        return
+    try:
+        trash.mkdir(parents=True, exist_ok=True)
+        os.rename(path, trash / f"{path.name}-{secrets.token_hex(4)}")
+    except OSError:
+        if delete:
+            _remove(path)
+
+
+def _mkdirs(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _exists(path: str) -> bool:
+    return os.path.lexists(path)
 
 
 @dataclass
@@ -674,7 +974,11 @@ class _Run:
         cancel: Cancellation,
         helper_command: list[str] | None,
         sources: _Sources | None = None,
+        trash: _Trash | None = None,
     ) -> None:
+        from kuberunner.config.schema import RunnerConfig
+        from kuberunner.pipeline.gitdata import slugify
+
         self.pipeline = pipeline
         self.scoped = scoped
         self.state_dir = state_dir
@@ -705,6 +1009,7 @@ class _Run:
         self.next_id = len(self.slots) + 1
         self.finished: dict[str, asyncio.Future[JobStatus]] = {}
         self.sources = sources
+        self.trash = trash if trash is not None else _Trash(state_dir / _TRASH)
 
     # ------------------------------------------------------------------ schedule
 
@@ -712,6 +1017,7 @@ class _Run:
         loop = asyncio.get_running_loop()
         if self.sources is None:
             self.sources = await asyncio.to_thread(_Sources.make, self.pipeline.project_dir, self.state_dir)
+            self.trash.sweep()  # the previous run's copy of the sources
         self.finished = {name: loop.create_future() for name in self.slots}
         self.reporter.pipeline_started(self.pipeline, self.scoped)
         tasks = []
@@ -826,6 +1132,8 @@ class _Run:
     def _result(
         self, slot: _Slot, outcome: JobOutcome, attempts: int, duration: float, lines: list[str], log: Path
     ) -> JobResult:
+        from kuberunner.runner.outcome import final_line
+
         job = slot.job
         status: JobStatus
         if outcome.state == "success":
@@ -854,6 +1162,11 @@ class _Run:
         )
 
     async def _attempt(self, slot: _Slot, log: IO[bytes], lines: list[str]) -> JobOutcome:
+        from kuberunner.build import BuildConfigError
+        from kuberunner.executors.base import BuildError, JobOutcome
+        from kuberunner.runner.outcome import final_line
+        from kuberunner.trace import JobTrace, header
+
         job = slot.job
         renderer = _LogLines()
 
@@ -871,15 +1184,7 @@ class _Run:
             payload = self._payload(slot)
             for secret in payload.masked_values:
                 trace.add_masked(secret)
-            build = Build.create(
-                payload,
-                self.runner,
-                executor_name=self.executor.name,
-                builds_dir=str(self.state_dir / "builds" / slot.slug),
-                cache_dir=str(self.cache_dir),
-                shared_builds_dir=False,
-                helper_command=self.helper_command,
-            )
+            build = self._build(slot, payload)
             await self._prepare_sources(slot, build)
             outcome = await self.executor.run(build, trace, self.cancel)
         except BuildConfigError as exc:
@@ -907,25 +1212,51 @@ class _Run:
         return outcome
 
     async def _prepare_sources(self, slot: _Slot, build: Build) -> None:
-        builds_dir = Path(build.builds_dir)
-        project_dir = Path(build.project_dir)
+        await self._populate(build.builds_dir, build.project_dir, no_sources=slot.no_sources)
+
+    async def _populate(self, builds_dir: str, project_dir: str, *, no_sources: bool) -> None:
+        """A fresh ``builds_dir`` with the project's copy (empty for ``GIT_STRATEGY: none``)."""
         assert self.sources is not None
-        sources = self.sources
+        tree, template = self.sources.tree, self.sources.template
+        self.trash.discard(Path(builds_dir))  # the previous run's: deleted in the background
 
         def prepare() -> None:
-            if builds_dir.exists():
+            if os.path.lexists(builds_dir):  # it could not be moved to the trash
                 shutil.rmtree(builds_dir)
-            if slot.no_sources:
-                populate(SourceTree(sources.tree.root, ()), project_dir)
-            else:
-                populate(sources.tree, project_dir, git_dir=sources.git_dir)
+            if no_sources:
+                populate(SourceTree(tree.root, ()), Path(project_dir))
+            elif template is None:
+                populate(tree, Path(project_dir))
 
-        await asyncio.to_thread(prepare)
+        if no_sources or template is None or _exists(builds_dir):
+            await asyncio.to_thread(prepare)
+        if not no_sources and template is not None:
+            await _copy_tree(template, Path(project_dir))
+        self.trash.sweep()  # now that the copy is made: the two would compete
+
+    def _build(self, slot: _Slot, payload: JobPayload) -> Build:
+        from kuberunner.build import Build
+
+        return Build.create(
+            payload,
+            self.runner,
+            executor_name=self.executor.name,
+            builds_dir=str(self.state_dir / "builds" / slot.slug),
+            cache_dir=str(self.cache_dir),
+            shared_builds_dir=False,
+            helper_command=self.helper_command,
+        )
+
+    def _no_sources(self, job: PipelineJob) -> bool:
+        return self.pipeline.expanded_variables(job).get("GIT_STRATEGY", "") == "none"
 
     # ------------------------------------------------------------------ payload
 
     def _payload(self, slot: _Slot) -> JobPayload:
         """GitLab's payload for the job, plus what GitLab adds once earlier jobs ran."""
+        from kuberunner.job import ArtifactsFile, Dependency, JobVariable
+        from kuberunner.pipeline import to_payload
+
         job = slot.job
         pipeline = self.pipeline
         payload = to_payload(
@@ -963,7 +1294,7 @@ class _Run:
                 continue
             variables = [v for v in variables if v.key != key]
             variables.append(JobVariable(key=key, value=value, public=False))
-        slot.no_sources = pipeline.expanded_variables(job).get("GIT_STRATEGY", "") == "none"
+        slot.no_sources = self._no_sources(job)
         if not slot.no_sources:  # the sources are copied in beforehand (see _prepare_sources)
             variables = [v for v in variables if v.key != "GIT_STRATEGY"]
             variables.append(JobVariable(key="GIT_STRATEGY", value="none", public=True))
@@ -991,8 +1322,16 @@ class _Run:
 
 
 def _make_executor(name: str) -> Executor:
+    check_executor(name)
+    from kuberunner.executors.shell import ShellExecutor
+
+    return ShellExecutor()
+
+
+def check_executor(name: str) -> None:
+    """Raise :class:`LocalRunError` (saying what to use instead) unless ``name`` runs jobs locally."""
     if name == "shell":
-        return ShellExecutor()
+        return
     if name == "kubernetes":
         raise LocalRunError(
             "--executor kubernetes is not available yet for kuberunner exec: the Kubernetes executor "
@@ -1049,6 +1388,9 @@ async def _run_scoped(
 ) -> PipelineResult:
     """:func:`run_scoped`, with the helper already started and the sources already listed
     (None: do it now)."""
+    from kuberunner.executors.base import Cancellation
+    from kuberunner.runner.artifact_store import ArtifactStore
+
     runner_executor = _make_executor(executor) if isinstance(executor, str) else executor
     cache_dir = state_dir / "cache" if cache_dir is None else cache_dir
     if not state_dir.is_absolute() or not cache_dir.is_absolute():
@@ -1059,9 +1401,15 @@ async def _run_scoped(
         if helper is None:
             helper = await stack.enter_async_context(_helper(helper_command))
         artifacts = state_dir / "artifacts"
-        # a previous run's archives: their jobs' ids and tokens are gone
-        await asyncio.to_thread(shutil.rmtree, artifacts, ignore_errors=True)
-        with ArtifactStore(artifacts) as store:
+        trash = _Trash(state_dir / _TRASH)
+        store: ArtifactStore | None = None
+        try:
+            # a previous run's archives: their jobs' ids and tokens are gone
+            trash.discard(artifacts)
+            trash.sweep()
+            if _exists(str(artifacts)):  # it could not be moved to the trash
+                await asyncio.to_thread(shutil.rmtree, artifacts, ignore_errors=True)
+            store = ArtifactStore(artifacts).__enter__()
             run = _Run(
                 pipeline,
                 scoped,
@@ -1074,9 +1422,16 @@ async def _run_scoped(
                 cancel=cancel or Cancellation(),
                 helper_command=helper.command,
                 sources=sources,
+                trash=trash,
             )
             await helper.ready()
             return await run.run()
+        finally:
+            # both wait a moment (the store's server for its poll interval): at once, then
+            ends = [trash.wait()]
+            if store is not None:
+                ends.append(asyncio.to_thread(store.__exit__, None, None, None))
+            await asyncio.gather(*ends)
 
 
 @dataclass(frozen=True)
@@ -1100,11 +1455,152 @@ async def _helper(command: list[str] | None) -> AsyncIterator[_HelperCommand]:
     if command is not None or not HelperLauncher.supported():
         yield _HelperCommand(command)
         return
-    launcher = HelperLauncher(default_helper_command())
+    launcher = HelperLauncher()
     try:
-        yield _HelperCommand(await launcher.launch(), launcher)
+        launcher.spawn()
+        yield _HelperCommand(launcher.command(), launcher)
     finally:
         await launcher.stop()
+
+
+class RunStart:
+    """The part of a local run that can start before anything else: the state directory's
+    lock, the helper's zygote and the copy of the sources (see the module docstring).
+
+    ``kuberunner exec`` makes one first thing, so that these go on (in other processes and
+    a thread) while its heavier modules load; :func:`run_pipeline` takes it over with
+    ``start=`` and ends it. Raises :class:`LocalRunError` when the run cannot start.
+    """
+
+    def __init__(
+        self, project_dir: Path, *, state_dir: Path | None = None, helper_command: list[str] | None = None
+    ) -> None:
+        project_dir = project_dir.resolve()
+        if not project_dir.is_dir():
+            raise LocalRunError(f"{project_dir} is not a directory")
+        self.project_dir = project_dir
+        self.state = _StateDir(
+            (state_dir if state_dir is not None else project_dir / STATE_DIR_NAME).resolve()
+        )
+        self.pipeline_id = self.state.acquire()
+        self._launcher: HelperLauncher | None = None
+        self._helper_command = helper_command
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="kuberunner-start")
+        self._loading: tuple[_LoadOptions, Future[tuple[Pipeline, ScopedJobs]]] | None = None
+        self._closed = False
+        try:
+            if helper_command is None and HelperLauncher.supported():
+                self._launcher = HelperLauncher()
+                self._launcher.spawn()
+            # listing and copying the sources mostly waits for git and the file system
+            self.sources = self._pool.submit(_Sources.make, project_dir, self.state.path)
+        except BaseException:
+            self.close()
+            raise
+
+    def load(
+        self,
+        *,
+        file: str = ".gitlab-ci.yml",
+        job_names: Sequence[str] = (),
+        with_needs: bool = False,
+        manual: Collection[str] = (),
+        stage: str | None = None,
+        variables: Mapping[str, str | PipelineVariable] | None = None,
+        project_variables: Mapping[str, str | PipelineVariable] | None = None,
+        unset_variables: Collection[str] = (),
+        inputs: Sequence[str] = (),
+        inputs_file: Path | None = None,
+    ) -> Future[tuple[Pipeline, ScopedJobs]]:
+        """Begin loading the pipeline and choosing its jobs, in the background (once: a second
+        call with the same arguments, those of :func:`run_pipeline`, returns the same future).
+
+        Import :mod:`kuberunner.pipeline` in the calling thread first: two threads importing
+        the same modules at once can see each other's half-made modules.
+        """
+        options = _LoadOptions(
+            file,
+            tuple(job_names),
+            with_needs,
+            tuple(manual),
+            stage,
+            dict(variables or {}),
+            dict(project_variables or {}),
+            tuple(unset_variables),
+            tuple(inputs),
+            inputs_file,
+        )
+        if self._loading is not None:
+            if self._loading[0] != options:
+                raise ValueError("the pipeline is loading already, with other arguments")
+            return self._loading[1]
+        future = self._pool.submit(_load, self.project_dir, self.pipeline_id, options)
+        self._loading = (options, future)
+        return future
+
+    def helper(self) -> _HelperCommand:
+        if self._launcher is None:
+            return _HelperCommand(self._helper_command)
+        return _HelperCommand(self._launcher.command(), self._launcher)
+
+    def close(self) -> None:
+        """End what was started (blocking a moment) and unlock the state directory; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        launcher, self._launcher = self._launcher, None
+        if launcher is not None:
+            launcher._stop()
+        self._pool.shutdown(wait=True)
+        self.state.release()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, from the event loop."""
+        if not self._closed:
+            await asyncio.to_thread(self.close)
+
+
+@dataclass(frozen=True)
+class _LoadOptions:
+    file: str
+    job_names: tuple[str, ...]
+    with_needs: bool
+    manual: tuple[str, ...]
+    stage: str | None
+    variables: dict[str, str | PipelineVariable]
+    project_variables: dict[str, str | PipelineVariable]
+    unset_variables: tuple[str, ...]
+    inputs: tuple[str, ...]
+    inputs_file: Path | None
+
+
+def _load(project_dir: Path, pipeline_id: int, options: _LoadOptions) -> tuple[Pipeline, ScopedJobs]:
+    from kuberunner.pipeline import load_pipeline
+
+    pipeline = load_pipeline(
+        project_dir,
+        file=options.file,
+        variables=options.variables,
+        project_variables=options.project_variables,
+        unset_variables=options.unset_variables,
+        inputs=list(options.inputs),
+        inputs_file=options.inputs_file,
+        pipeline_id=pipeline_id,
+    )
+    scoped = pipeline.select(
+        options.job_names, with_needs=options.with_needs, manual=options.manual, stage=options.stage
+    )
+    return pipeline, scoped
+
+
+def preload_modules() -> None:
+    """Import what running jobs needs (executor, build, artifact store...), in this thread:
+    for a caller with a moment to spare, such as while :meth:`RunStart.load` works."""
+    import kuberunner.build
+    import kuberunner.executors.shell
+    import kuberunner.runner.artifact_store
+    import kuberunner.runner.outcome
+    import kuberunner.trace  # noqa: F401
 
 
 async def run_pipeline(
@@ -1127,6 +1623,7 @@ async def run_pipeline(
     reporter: Reporter | None = None,
     cancel: Cancellation | None = None,
     helper_command: list[str] | None = None,
+    start: RunStart | None = None,
 ) -> PipelineResult:
     """Load ``file`` of ``project_dir``, choose the jobs and run them (see the module docstring).
 
@@ -1136,67 +1633,51 @@ async def run_pipeline(
     ``<project_dir>/.kuberunner``) holds the jobs' directories, logs, artifacts and, unless
     ``cache_dir`` says otherwise, the cache; it is locked for the run. ``cancel`` stops the
     run: ``cancel()`` lets running jobs run their after_script, ``abort()`` kills them.
+    ``start`` is a :class:`RunStart` made for ``project_dir`` beforehand (its state
+    directory and helper command are then the ones used); the run ends it.
     Raises :class:`~kuberunner.pipeline.PipelineError` for an invalid pipeline or selection
     (before any job runs) and :class:`LocalRunError` when the run cannot start.
     """
-    runner_executor = _make_executor(executor)
-    # the helper's zygote starts while the pipeline loads: both take a moment
-    async with _helper(helper_command) as helper:
-        state, pipeline, scoped, sources = await asyncio.to_thread(
-            _prepare,
-            Path(project_dir),
-            state_dir,
-            lambda pipeline_id: load_pipeline(
-                Path(project_dir),
-                file=file,
-                variables=variables,
-                project_variables=project_variables,
-                unset_variables=unset_variables,
-                inputs=list(inputs),
-                inputs_file=inputs_file,
-                pipeline_id=pipeline_id,
-            ),
-            lambda pipeline: pipeline.select(job_names, with_needs=with_needs, manual=manual, stage=stage),
-        )
-        try:
-            return await _run_scoped(
-                pipeline,
-                scoped,
-                state_dir=state.path,
-                cache_dir=cache_dir,
-                concurrency=concurrency,
-                executor=runner_executor,
-                reporter=reporter,
-                cancel=cancel,
-                helper_command=None,
-                helper=helper,
-                sources=sources if sources.tree.root == pipeline.project_dir else None,
-            )
-        finally:
-            state.release()
+    import kuberunner.pipeline  # noqa: F401 - here, before a thread loads the pipeline
 
-
-def _prepare(
-    project_dir: Path,
-    state_dir: Path | None,
-    load: Callable[[int], Pipeline],
-    select: Callable[[Pipeline], ScopedJobs],
-) -> tuple[_StateDir, Pipeline, ScopedJobs, _Sources]:
-    """Lock the state directory, load the pipeline and choose its jobs (blocking: git, files).
-
-    The project's files are listed meanwhile, in another thread: both mostly wait for git.
-    """
-    project_dir = project_dir.resolve()
-    if not project_dir.is_dir():
-        raise LocalRunError(f"{project_dir} is not a directory")
-    state = _StateDir((state_dir if state_dir is not None else project_dir / STATE_DIR_NAME).resolve())
-    pipeline_id = state.acquire()
     try:
-        with ThreadPoolExecutor(1, thread_name_prefix="kuberunner-sources") as pool:
-            sources = pool.submit(_Sources.make, project_dir, state.path)
-            pipeline = load(pipeline_id)
-            scoped = select(pipeline)
-            return state, pipeline, scoped, sources.result()
+        runner_executor = _make_executor(executor)
+        if start is None:
+            start = await asyncio.to_thread(
+                RunStart, Path(project_dir), state_dir=state_dir, helper_command=helper_command
+            )
     except BaseException:
-        state.release()
+        if start is not None:
+            await start.aclose()
         raise
+    run_start = start
+    try:
+        loading = run_start.load(
+            file=file,
+            job_names=job_names,
+            with_needs=with_needs,
+            manual=manual,
+            stage=stage,
+            variables=variables,
+            project_variables=project_variables,
+            unset_variables=unset_variables,
+            inputs=inputs,
+            inputs_file=inputs_file,
+        )
+        pipeline, scoped = await asyncio.wrap_future(loading)
+        sources = await asyncio.wrap_future(run_start.sources)
+        return await _run_scoped(
+            pipeline,
+            scoped,
+            state_dir=run_start.state.path,
+            cache_dir=cache_dir,
+            concurrency=concurrency,
+            executor=runner_executor,
+            reporter=reporter,
+            cancel=cancel,
+            helper_command=None,
+            helper=run_start.helper(),
+            sources=sources if sources.tree.root == pipeline.project_dir else None,
+        )
+    finally:
+        await run_start.aclose()
