@@ -28,7 +28,7 @@ from ._util import JSON, deepcopy, parse_quantity, rfc3339
 from .defaults import managed_entry
 from .logs import ContainerLog
 from .resources import CONFIGMAPS, PODS, SECRETS
-from .sandbox import LaunchSpec, Mount
+from .sandbox import LaunchSpec, Mount, kept_under_tmp
 from .store import Closed, TooOld
 
 if TYPE_CHECKING:
@@ -1059,7 +1059,9 @@ class PodWorker(threading.Thread):
             if best is not None:
                 return best.source + path[len(best.dest.rstrip("/")) :]
             if path.startswith("/tmp/") or path == "/tmp":
-                return None
+                # a tmpfs in the container, except what the sandbox keeps (the checkout, the venv)
+                kept = any(path == k or path.startswith(k + "/") for k in kept_under_tmp())
+                return path if kept else None
             return path
 
         def runnable(path: str) -> bool:

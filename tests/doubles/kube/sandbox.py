@@ -22,6 +22,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -324,6 +325,7 @@ class Sandbox:
                 "/sys",
                 "--tmpfs",
                 "/tmp",
+                *[arg for path in kept_under_tmp() for arg in ("--ro-bind", path, path)],
                 "--unshare-pid",
                 "--as-pid-1",
                 "--unshare-uts",
@@ -352,6 +354,10 @@ class Sandbox:
             for sub in ("proc", "dev", "sys"):
                 lines.append(f"mount --rbind /{sub} {q(str(root / sub))}")
             lines.append(f"mount -t tmpfs tmpfs {q(str(root / 'tmp'))}")
+            for path in kept_under_tmp():
+                lines.append(
+                    f"mkdir -p {q(str(root) + path)} && mount --bind {q(path)} {q(str(root) + path)}"
+                )
             for target, source in spec.extra_files.items():
                 lines.append(f"mount --bind {q(source)} {q(str(root) + target)}")
             for m in mounts:
@@ -412,3 +418,20 @@ class Sandbox:
         finally:
             proc.init_known.set()
             os.close(fd)
+
+
+def kept_under_tmp() -> list[str]:
+    """Host paths under /tmp that containers must still see after /tmp becomes a tmpfs.
+
+    The "images" are the host itself: when the checkout (and its virtualenv) lives
+    under /tmp, as a CI clone may, the interpreter and kuberunner-helper live there too.
+    """
+    candidates = {sys.prefix, os.path.dirname(os.path.realpath(sys.executable)), os.getcwd(), *sys.path}
+    kept: list[str] = []
+    for path in sorted(os.path.realpath(p) for p in candidates if p):
+        if not path.startswith("/tmp/") or not os.path.isdir(path):
+            continue
+        if any(path == k or path.startswith(k + "/") for k in kept):
+            continue
+        kept.append(path)
+    return kept
