@@ -41,6 +41,27 @@ def cli(
     )
 
 
+def register(
+    config: Path, gitlab: GitLabDouble, token: str, name: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`kuberunner register` of a shell runner, non-interactively."""
+    return cli(
+        "register",
+        "-c",
+        str(config),
+        "-n",
+        "--url",
+        gitlab.url,
+        "--token",
+        token,
+        "--name",
+        name,
+        "--executor",
+        "shell",
+        *extra,
+    )
+
+
 def config_for(gitlab: GitLabDouble, token: str, tmp: Path, *, concurrent: int = 1, **runner: Any) -> Config:
     table: dict[str, Any] = {
         "name": "e2e",
@@ -142,23 +163,7 @@ def test_register_then_run_a_job_through_the_cli(
 def test_verify_and_unregister(gitlab: GitLabDouble, tmp_path: Path) -> None:
     runner = gitlab.create_runner()
     config = tmp_path / "config.toml"
-    assert (
-        cli(
-            "register",
-            "-c",
-            str(config),
-            "-n",
-            "--url",
-            gitlab.url,
-            "--token",
-            runner.token,
-            "--name",
-            "one",
-            "--executor",
-            "shell",
-        ).returncode
-        == 0
-    )
+    assert register(config, gitlab, runner.token, "one").returncode == 0
     verified = cli("verify", "-c", str(config))
     assert verified.returncode == 0 and "is valid" in verified.stdout
     removed = cli("unregister", "-c", str(config), "--name", "one")
@@ -169,25 +174,7 @@ def test_verify_and_unregister(gitlab: GitLabDouble, tmp_path: Path) -> None:
 def test_sigterm_lets_a_running_job_finish(gitlab: GitLabDouble, gitlab_repo: Any, tmp_path: Path) -> None:
     runner = gitlab.create_runner()
     config = tmp_path / "config.toml"
-    assert (
-        cli(
-            "register",
-            "-c",
-            str(config),
-            "-n",
-            "--url",
-            gitlab.url,
-            "--token",
-            runner.token,
-            "--name",
-            "term",
-            "--executor",
-            "shell",
-            "--builds-dir",
-            str(tmp_path / "b"),
-        ).returncode
-        == 0
-    )
+    assert register(config, gitlab, runner.token, "term", "--builds-dir", str(tmp_path / "b")).returncode == 0
     marker = tmp_path / "go"
     job = gitlab.enqueue(
         script=[f"while [ ! -e {marker} ]; do sleep 0.05; done", "echo finished after SIGTERM"],
