@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ._util import JSON
+from .validation import VOLUME_SOURCES
 
 _DEFAULT_CAPS = {
     "AUDIT_WRITE",
@@ -32,38 +33,6 @@ _RESTRICTED_VOLUMES_OK = {
     "secret",
     "image",
 }
-_VOLUME_TYPES = (
-    "hostPath",
-    "emptyDir",
-    "gcePersistentDisk",
-    "awsElasticBlockStore",
-    "gitRepo",
-    "secret",
-    "nfs",
-    "iscsi",
-    "glusterfs",
-    "persistentVolumeClaim",
-    "rbd",
-    "flexVolume",
-    "cinder",
-    "cephfs",
-    "flocker",
-    "downwardAPI",
-    "fc",
-    "azureFile",
-    "configMap",
-    "vsphereVolume",
-    "quobyte",
-    "azureDisk",
-    "photonPersistentDisk",
-    "projected",
-    "portworxVolume",
-    "scaleIO",
-    "storageos",
-    "csi",
-    "ephemeral",
-    "image",
-)
 
 
 def _containers(pod: JSON) -> list[JSON]:
@@ -201,7 +170,7 @@ def _restricted_volumes(pod: JSON) -> tuple[str, str] | None:
     names: list[str] = []
     kinds: list[str] = []
     for vol in (pod.get("spec") or {}).get("volumes") or []:
-        for kind in _VOLUME_TYPES:
+        for kind in VOLUME_SOURCES:
             if kind in vol and kind not in _RESTRICTED_VOLUMES_OK:
                 names.append(vol["name"])
                 if kind not in kinds:

@@ -104,7 +104,8 @@ _POD_RESTART = ["Always", "OnFailure", "Never"]
 _INIT_RESTART = ["Always", "Never", "OnFailure"]
 _PULL = ["Always", "IfNotPresent", "Never"]
 _DNS_POLICIES = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"]
-_VOLUME_SOURCES = [
+# every volume source a Pod may name (also what Pod Security inspects)
+VOLUME_SOURCES = (
     "hostPath",
     "emptyDir",
     "gcePersistentDisk",
@@ -135,7 +136,7 @@ _VOLUME_SOURCES = [
     "csi",
     "ephemeral",
     "image",
-]
+)
 
 
 def _validate_volumes(volumes: list[JSON]) -> tuple[list[Cause], set[str]]:
@@ -151,7 +152,7 @@ def _validate_volumes(volumes: list[JSON]) -> tuple[list[Cause], set[str]]:
             if name in names:
                 causes.append(duplicate(f"{path}.name", name))
             names.add(name)
-        sources = [s for s in _VOLUME_SOURCES if s in vol]
+        sources = [s for s in VOLUME_SOURCES if s in vol]
         if not sources:
             causes.append(required(path, "must specify a volume type"))
         elif len(sources) > 1:
