@@ -34,7 +34,7 @@ Stages (gitlab-runner's names, in the order an executor runs them):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -48,6 +48,7 @@ __all__ = [
     "generate",
     "has_work",
     "quote",
+    "restore_cache_keys",
     "stage_title",
     "step_stage",
     "step_stages",
@@ -359,7 +360,7 @@ def _submodules(w: _Writer) -> None:
         w.end_if()
 
 
-def _get_sources(w: _Writer) -> None:
+def _get_sources(w: _Writer, sources_archive: str | None = None) -> None:
     build = w.build
     strategy = build.git_strategy
     w.export_all(build.variables)
@@ -376,6 +377,10 @@ def _get_sources(w: _Writer) -> None:
         # mkdir only when needed: the directory is usually there, and mkdir is a process
         w.line(f"[ -d {quote(build.project_dir)} ] || {_cmdline(['mkdir', '-p', build.project_dir])}")
         w.check()
+        if sources_archive:
+            w.notice("Unpacking the working tree kuberunner exec copied into the pod...")
+            w.line(f"cat {sources_archive} | tar -xzf - -C {quote(build.project_dir)}")
+            w.check()
     else:
         if strategy == "clone":
             w.command("rm", "-r", "-f", build.project_dir)
@@ -417,14 +422,18 @@ def _extract(w: _Writer, key: str, fallbacks: list[str]) -> None:
     w.end_if()
 
 
+def _restores(build: Build) -> Iterator[tuple[Cache, str | None]]:
+    """Each cache entry restore_cache looks at, with its key (None: empty)."""
+    for cache in build.job.cache:
+        if _cache_args(cache, build.variables):
+            yield cache, build.cache_key(cache)
+
+
 def _restore_cache(w: _Writer) -> None:
     build = w.build
     w.export_all(build.variables)
     w.cd(build.project_dir)
-    for cache in build.job.cache:
-        if not _cache_args(cache, build.variables):
-            continue
-        key = build.cache_key(cache)
+    for cache, key in _restores(build):
         if key is None:
             w.notice("Skipping cache extraction due to empty cache key")
             continue
@@ -434,6 +443,15 @@ def _restore_cache(w: _Writer) -> None:
         w.guard_helper()
         _extract(w, key, [k for k in build.cache_fallback_keys(cache) if k != key])
         w.end_guard("Extracting cache")
+
+
+def restore_cache_keys(build: Build) -> list[str]:
+    """Every cache key restore_cache may try, in order (fallback keys after each key)."""
+    keys: list[str] = []
+    for cache, key in _restores(build):
+        if key is not None and cache.policy in ("pull", "pull-push"):
+            keys += [key, *(k for k in build.cache_fallback_keys(cache) if k != key)]
+    return list(dict.fromkeys(keys))
 
 
 def _cache_when(cache: Cache, on_success: bool) -> bool:
@@ -598,8 +616,14 @@ def has_work(build: Build, stage: str) -> bool:
 _STAGE_NAME = re.compile(r"[a-z0-9_]+")
 
 
-def generate(build: Build, stage: str, *, job_status: str | None = None) -> str:
+def generate(
+    build: Build, stage: str, *, job_status: str | None = None, sources_archive: str | None = None
+) -> str:
     """The script of one stage. ``job_status`` sets ``CI_JOB_STATUS`` (after_script).
+
+    ``sources_archive`` (a shell glob of ``.tar.gz`` parts, for get_sources with
+    ``GIT_STRATEGY: none``) is unpacked into the project directory: how ``kuberunner exec``
+    brings the working tree into a pod.
 
     Raises :class:`~kuberunner.build.BuildConfigError` when the job's settings make the stage
     impossible (an unknown ``GIT_SUBMODULE_STRATEGY``, a step that does not exist).
@@ -608,7 +632,7 @@ def generate(build: Build, stage: str, *, job_status: str | None = None) -> str:
     if stage == Stage.PREPARE_SCRIPT:
         _prepare(w)
     elif stage == Stage.GET_SOURCES:
-        _get_sources(w)
+        _get_sources(w, sources_archive)
     elif stage == Stage.RESTORE_CACHE:
         _restore_cache(w)
     elif stage == Stage.DOWNLOAD_ARTIFACTS:

@@ -7,7 +7,6 @@ as a user's script would: ``job > line`` lines, then the ``Summary`` block.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import io
 import json
@@ -29,9 +28,8 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from kuberunner.build import default_helper_command
 from kuberunner.runner.artifact_store import ArtifactStore, DotenvError, parse_dotenv
-from kuberunner.runner.local import HelperLauncher, coverage_of, list_sources
+from kuberunner.runner.local import coverage_of, list_sources
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "pipeline"
@@ -412,10 +410,15 @@ def test_invalid_selection_and_executor_fail_before_any_job(tmp_path: Path, stat
     project = make_project(tmp_path / "p", "build:\n  script: [echo hi]\n")
     missing = kuberunner("--cwd", str(project), "--state-dir", str(state), "nope")
     assert missing.code == 1 and "nope" in missing.stderr and missing.stdout == ""
-    kube = kuberunner("--cwd", str(project), "--state-dir", str(state), "--executor", "kubernetes")
+    # no cluster anywhere (no host, not in a cluster, no kubeconfig): said before anything starts
+    nowhere = {"HOME": str(tmp_path), "KUBECONFIG": "", "KUBERNETES_SERVICE_HOST": ""}
+    kube = kuberunner("--cwd", str(project), "--state-dir", str(state), "--executor", "kubernetes", **nowhere)
     assert kube.code == 1
-    assert "--executor kubernetes is not available yet" in kube.stderr
+    assert "--executor kubernetes: no Kubernetes API address" in kube.stderr
+    assert "KUBECONFIG or ~/.kube/config" in kube.stderr
     assert kube.stdout == ""
+    docker = kuberunner("--cwd", str(project), "--executor", "docker")
+    assert docker.code == 2 and "'docker' is not one of" in docker.stderr
     bad = kuberunner("--cwd", str(project), "--variable", "NO_EQUALS_SIGN")
     assert bad.code == 2 and "KEY=VALUE" in bad.stderr
 
@@ -659,78 +662,53 @@ def test_artifact_store_refuses_what_gitlab_refuses(store: ArtifactStore, tmp_pa
     assert not (tmp_path / "evil").exists()
 
 
-# --------------------------------------------------------------------------- the helper launcher
+# --------------------------------------------------------------------------- --config / --runner
+
+RUNNERS_TOML = """\
+[[runners]]
+  name = "local-shell"
+  url = "https://gitlab.example.com"
+  token = "glrt-x"
+  executor = "shell"
+  output_limit = 1
+
+[[runners]]
+  name = "cluster"
+  url = "https://gitlab.example.com"
+  token = "glrt-y"
+  executor = "kubernetes"
+"""
 
 
-async def _call(command: list[str], cwd: Path, **env: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *command,
-        cwd=cwd,
-        env=_env(**env),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+def test_a_config_toml_runner_s_settings_apply_to_local_jobs(tmp_path: Path, state: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(RUNNERS_TOML)
+    project = make_project(tmp_path / "p", "job:\n  script:\n    - head -c 3000 /dev/zero | tr '\\\\0' x\n")
+    several = kuberunner("--cwd", str(project), "--state-dir", str(state), "--config", str(config))
+    assert several.code == 1
+    assert (
+        "several [[runners]] entries ('local-shell', 'cluster'): choose one with --runner NAME"
+        in several.stderr
     )
-    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    missing = kuberunner("--cwd", str(project), "--config", str(config), "--runner", "nope")
+    assert missing.code == 1 and "no [[runners]] entry named 'nope'" in missing.stderr
+    # by name; its executor (shell) is the default, and its output_limit (1 KiB) holds
+    ran = kuberunner(
+        "--cwd", str(project), "--state-dir", str(state), "--config", str(config), "--runner", "local-shell"
+    )
+    assert ran.code == 0, ran.stderr
+    assert "Job's log exceeded limit of 1024 bytes." in ran.stdout
+    # --executor picks among several when it leaves one
+    shell = kuberunner(
+        "--cwd", str(project), "--state-dir", str(state), "--config", str(config), "--executor", "shell"
+    )
+    assert shell.code == 0 and "exceeded limit of 1024 bytes" in shell.stdout
 
 
-def _children(pid: int) -> set[int]:
-    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    return {int(p) for p in text.split()}
-
-
-async def test_helper_launcher_behaves_like_the_helper(tmp_path: Path) -> None:
-    launcher = HelperLauncher(default_helper_command())
-    command = await launcher.start()
-    try:
-        (tmp_path / "out").mkdir()
-        (tmp_path / "out" / "f.txt").write_text("data")
-        archive = tmp_path / "cache" / "c.zip"
-        args = ["cache-archiver", "--file", str(archive), "--path", "out"]
-        code, _, err = await _call([*command, *args], tmp_path)
-        assert code == 0, err
-        assert zipfile.ZipFile(archive).read("out/f.txt") == b"data"
-        missing = ["cache-extractor", "--file", str(tmp_path / "none.zip")]
-        direct = await _call([*default_helper_command(), *missing], tmp_path)
-        forked = await _call([*command, *missing], tmp_path)
-        assert forked == direct  # exit code, stdout and stderr alike
-        # without its zygote the command still works: it starts the helper the ordinary way
-        Path(command[-1]).with_name("helper.sock").unlink()
-        assert await _call([*command, *missing], tmp_path) == direct
-    finally:
-        await launcher.stop()
-
-
-async def test_helper_launcher_child_dies_with_its_caller(tmp_path: Path) -> None:
-    launcher = HelperLauncher(default_helper_command())
-    command = await launcher.start()
-    try:
-        zygote = launcher.pid
-        assert zygote is not None
-        # a download from a port nobody listens on: the helper retries for a long while
-        proc = await asyncio.create_subprocess_exec(
-            *command,
-            "artifacts-downloader",
-            "--url",
-            "http://127.0.0.1:9",
-            "--token",
-            "t",
-            "--id",
-            "1",
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + TIMEOUT
-        while not _children(zygote):  # wait for the forked helper to be running
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
-        proc.kill()  # as the job's process group is killed on a timeout
-        await proc.wait()
-        while _children(zygote):
-            assert time.monotonic() < deadline, "the helper outlived its caller"
-            await asyncio.sleep(0.01)
-    finally:
-        await launcher.stop()
+def test_a_broken_config_toml_is_named_with_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[[runners]]\n  name = "x"\n  executor = 3\n')
+    project = make_project(tmp_path / "p", "job:\n  script: [echo hi]\n")
+    result = kuberunner("--cwd", str(project), "--config", str(config))
+    assert result.code == 1 and result.stdout == ""
+    assert f"{config}:3" in result.stderr and "kuberunner config check" in result.stderr

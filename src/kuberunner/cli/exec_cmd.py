@@ -39,6 +39,7 @@ from kuberunner.runner.local import (
     Reporter,
     RunStart,
     check_executor,
+    kubernetes_runner,
     preload_modules,
     run_pipeline,
     strip_ansi,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:  # imported where used: a run starts its helper and its copies
     from rich.console import Console, RenderableType
     from rich.live import Live
 
+    from kuberunner.config.schema import RunnerConfig
     from kuberunner.pipeline import Pipeline, PipelineError, PipelineJob, PipelineVariable, ScopedJobs
 
 __all__ = ["exec_command"]
@@ -374,7 +376,23 @@ def _print_preview(pipeline: Pipeline) -> None:
     help="spec:inputs values as YAML (NAME: value); --input overrides them.",
 )
 @click.option(
-    "--executor", type=click.Choice(EXECUTORS), default="shell", show_default=True, help="Where jobs run."
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default=None,
+    help="Where jobs run: shell (here) or kubernetes (a pod each, in the current kubeconfig context). "
+    "[default: the --runner's executor, else shell]",
+)
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A config.toml whose [[runners]] entry jobs run with (its [runners.kubernetes], [runners.cache], "
+    "output_limit...).",
+)
+@click.option(
+    "--runner", "runner_name", default=None, help="The [[runners]] entry of --config to use, by name."
 )
 @click.option(
     "--state-dir",
@@ -399,7 +417,9 @@ def exec_command(
     concurrency: int | None,
     inputs: tuple[str, ...],
     inputs_file: Path | None,
-    executor: str,
+    executor: str | None,
+    config_path: Path | None,
+    runner_name: str | None,
     state_dir: Path | None,
     no_color: bool,
 ) -> None:
@@ -444,8 +464,12 @@ def exec_command(
             _print_list(pipeline)
         return
 
+    runner = _runner(config_path, runner_name, executor) if config_path or runner_name else None
+    executor = executor or (runner.executor if runner is not None and runner.executor else "shell")
     try:
         check_executor(executor)
+        if executor == "kubernetes":  # before anything starts: a cluster to talk to
+            runner = kubernetes_runner(runner)
         # the state directory's lock, the helper and the copy of the sources start now, and go
         # on while the modules below load
         start = RunStart(cwd, state_dir=state_dir)
@@ -471,6 +495,7 @@ def exec_command(
             inputs_file=inputs_file,
             concurrency=concurrency,
             executor=executor,
+            runner=runner,
             no_color=no_color,
         )
     finally:
@@ -496,6 +521,7 @@ def _run(
     inputs_file: Path | None,
     concurrency: int | None,
     executor: str,
+    runner: RunnerConfig | None,
     no_color: bool,
 ) -> int | None:
     """Run the pipeline with its live or plain output; the exit status (None: already reported)."""
@@ -566,6 +592,7 @@ def _run(
                 reporter=reporter,
                 cancel=cancel,
                 start=start,
+                runner=runner,
             )
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -584,6 +611,36 @@ def _run(
         return 1
     reporter.summary(result)
     return result.exit_code
+
+
+def _runner(config_path: Path | None, name: str | None, executor: str | None) -> RunnerConfig:
+    """The ``[[runners]]`` entry of ``--config`` named ``name``; without a name, the only one (of
+    ``executor`` when given). Exits with the file's problems, or the names to choose from."""
+    from kuberunner.cli.common import resolve_config_path
+    from kuberunner.config.load import ConfigError, load_config
+
+    path = resolve_config_path(config_path)
+    try:
+        config = load_config(path).config
+    except ConfigError as exc:
+        click.echo(
+            f"ERROR: {exc}\n  run `kuberunner config check -c {path}` for every problem and its fix", err=True
+        )
+        sys.exit(1)
+    runners = [r for r in config.runners if name is None or r.name == name]
+    if name is None and executor is not None and len(runners) > 1:
+        runners = [r for r in runners if (r.executor or "shell") == executor]
+    if len(runners) == 1:
+        return runners[0]
+    names = ", ".join(repr(r.name) for r in config.runners) or "none"
+    if name is not None:
+        why = f"{path} has no [[runners]] entry named {name!r} (its runners: {names})"
+    elif runners:
+        why = f"{path} has several [[runners]] entries ({names}): choose one with --runner NAME"
+    else:
+        why = f"{path} has no [[runners]] entry" + (f" with executor {executor!r}" if executor else "")
+    click.echo(f"ERROR: {why}", err=True)
+    sys.exit(1)
 
 
 def _watch_children_with_pidfds() -> None:

@@ -36,6 +36,7 @@ from kuberunner.helper.cache import archive_cache, download_cache, extract_cache
 from kuberunner.helper.errors import HelperError
 from kuberunner.helper.log import Log
 from kuberunner.helper.paths import collect
+from kuberunner.helper.relay import relay_transport_from_env
 from kuberunner.helper.transport import (
     JobCredentials,
     RetryPolicy,
@@ -137,7 +138,9 @@ def _artifact_format(value: str | None) -> str | None:
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Artifacts and cache transfers inside a job (compatible with gitlab-runner-helper)."""
-    ctx.ensure_object(HelperContext)
+    hc = ctx.ensure_object(HelperContext)
+    if hc.transport is None:  # a pod whose "GitLab" is reached through the Kubernetes API
+        hc.transport = relay_transport_from_env()
 
 
 @main.command("artifacts-uploader")

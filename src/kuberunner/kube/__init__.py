@@ -1,7 +1,7 @@
 """The Kubernetes API client (on kubernetes_asyncio), its errors and its RBAC registry."""
 
 from kuberunner.kube.client import KubeClient, WatchEvent
-from kuberunner.kube.connection import ConnectionSettings, connect, resolve_settings
+from kuberunner.kube.connection import ConnectionSettings, connect, context_namespace, resolve_settings
 from kuberunner.kube.errors import (
     KubeAPIError,
     KubeConfigMissing,
@@ -35,5 +35,6 @@ __all__ = [
     "Permission",
     "WatchEvent",
     "connect",
+    "context_namespace",
     "resolve_settings",
 ]

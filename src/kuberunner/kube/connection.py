@@ -19,7 +19,7 @@ from kuberunner.config.schema import KubernetesConfig
 from kuberunner.kube.client import KubeClient
 from kuberunner.kube.errors import KubeConfigMissing
 
-__all__ = ["ConnectionSettings", "connect", "resolve_settings"]
+__all__ = ["ConnectionSettings", "connect", "context_namespace", "resolve_settings"]
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -123,3 +123,24 @@ async def connect(
             configuration.api_key = {"BearerToken": f"Bearer {settings.bearer_token}"}
     api = ApiClient(configuration)
     return KubeClient(api, namespace or cfg.namespace or "default", source=settings.source)
+
+
+def context_namespace(settings: ConnectionSettings) -> str:
+    """The namespace the kubeconfig context of ``settings`` names ("" when none, or not a kubeconfig).
+
+    ``kubectl`` works in that namespace; ``kuberunner exec`` does too unless config.toml says otherwise.
+    """
+    if not settings.kubeconfig:
+        return ""
+    try:
+        contexts, active = kconfig.list_kube_config_contexts(settings.kubeconfig)
+    except Exception:  # unreadable or malformed: connect() reports it with the file's name
+        return ""
+    chosen = (
+        next((c for c in contexts if c.get("name") == settings.context), None) if settings.context else active
+    )
+    if not isinstance(chosen, dict):
+        return ""
+    context = chosen.get("context")
+    namespace = context.get("namespace") if isinstance(context, dict) else None
+    return namespace if isinstance(namespace, str) else ""

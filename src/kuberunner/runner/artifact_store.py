@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 __all__ = ["ArtifactStore", "DotenvError", "StoredArtifact", "parse_dotenv"]
 
@@ -82,6 +82,7 @@ class StoredArtifact:
 @dataclass
 class _State:
     root: Path
+    cache_root: Path | None = None
     tokens: dict[int, str] = field(default_factory=dict)
     artifacts: dict[tuple[int, str], StoredArtifact] = field(default_factory=dict)
     dotenv: dict[int, dict[str, str]] = field(default_factory=dict)
@@ -89,11 +90,16 @@ class _State:
 
 
 class ArtifactStore:
-    """Start with ``with ArtifactStore(dir) as store:``; ``store.url`` is the "GitLab" URL."""
+    """Start with ``with ArtifactStore(dir) as store:``; ``store.url`` is the "GitLab" URL.
 
-    def __init__(self, root: Path) -> None:
+    With ``cache_root``, it also stands in for a cache bucket: ``GET``/``PUT
+    /cache/<object name>`` (see :meth:`cache_url`), what the helper does with
+    presigned URLs, for jobs that cannot write to this machine's cache directory.
+    """
+
+    def __init__(self, root: Path, *, cache_root: Path | None = None) -> None:
         root.mkdir(parents=True, exist_ok=True)
-        self._state = _State(root)
+        self._state = _State(root, cache_root)
         state = self._state
 
         class Handler(_Handler):
@@ -113,6 +119,13 @@ class ArtifactStore:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    def cache_url(self, method: str, object_name: str) -> str | None:
+        """The "presigned" URL of a cache object (a :data:`kuberunner.build.CachePresigner`);
+        None without a cache root."""
+        if self._state.cache_root is None or _cache_path(self._state.cache_root, object_name) is None:
+            return None
+        return f"{self.url}/cache/{quote(object_name, safe='/')}"
 
     def register_job(self, job_id: int, token: str) -> None:
         """Accept ``token`` for job ``job_id``'s uploads and downloads (as GitLab accepts a job's token)."""
@@ -182,6 +195,18 @@ class _Body:
 
 class _BadRequest(Exception):
     pass
+
+
+_CACHE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+_CACHE_PREFIX = "/cache/"
+
+
+def _cache_path(root: Path, object_name: str) -> Path | None:
+    """Where a cache object lives under ``root``; None for a name that could leave it."""
+    parts = object_name.split("/")
+    if not all(_CACHE_SEGMENT.match(p) and p not in (".", "..") for p in parts):
+        return None
+    return root.joinpath(*parts)
 
 
 def _boundary(content_type: str) -> bytes:
@@ -279,6 +304,34 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return job_id
 
+    def _cache_object(self) -> Path | None:
+        """The cache file of a ``/cache/...`` URL, or None after replying 404."""
+        root = self.store.cache_root
+        name = unquote(urlsplit(self.path).path[len(_CACHE_PREFIX) :])
+        path = _cache_path(root, name) if root is not None else None
+        if path is None:
+            self._reply(404, "404 Not Found", close=True)
+        return path
+
+    def do_PUT(self) -> None:
+        if not self.path.startswith(_CACHE_PREFIX):
+            self._reply(404, "404 Not Found", close=True)
+            return
+        path = self._cache_object()
+        if path is None:
+            return
+        body = _Body(self.rfile, self.headers)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, staged_name = tempfile.mkstemp(prefix=".upload-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := body.read():
+                    out.write(chunk)
+            os.replace(staged_name, path)
+        finally:
+            Path(staged_name).unlink(missing_ok=True)
+        self._reply(200, "200 OK")
+
     def do_POST(self) -> None:
         try:
             self._upload()
@@ -343,6 +396,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _BadRequest(f"invalid dotenv report: {exc}") from None
 
     def do_GET(self) -> None:
+        if self.path.startswith(_CACHE_PREFIX):
+            self._get_cache()
+            return
         job_id = self._authorized_job()
         if job_id is None:
             return
@@ -351,11 +407,25 @@ class _Handler(BaseHTTPRequestHandler):
         if artifact is None:
             self._reply(404, "404 Not Found")
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/zip")
-        self.send_header("Content-Length", str(artifact.size))
         quoted = artifact.filename.replace("\\", "\\\\").replace('"', '\\"')
-        self.send_header("Content-Disposition", f'attachment; filename="{quoted}"')
-        self.end_headers()
-        with artifact.path.open("rb") as fh, contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            shutil.copyfileobj(fh, self.wfile)
+        self._send_file(artifact.path, f'attachment; filename="{quoted}"')
+
+    def _get_cache(self) -> None:
+        path = self._cache_object()
+        if path is None:
+            return
+        if not path.is_file():
+            self._reply(404, "404 Not Found")
+            return
+        self._send_file(path, None)
+
+    def _send_file(self, path: Path, disposition: str | None) -> None:
+        with path.open("rb") as fh:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/zip")
+            self.send_header("Content-Length", str(os.fstat(fh.fileno()).st_size))
+            if disposition:
+                self.send_header("Content-Disposition", disposition)
+            self.end_headers()
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                shutil.copyfileobj(fh, self.wfile)

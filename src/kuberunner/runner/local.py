@@ -57,6 +57,7 @@ from kuberunner import REVISION, __version__
 
 if TYPE_CHECKING:  # imported where used: `kuberunner exec` starts its helper and copies first
     from kuberunner.build import Build
+    from kuberunner.config.schema import RunnerConfig
     from kuberunner.executors.base import Cancellation, Executor, JobOutcome
     from kuberunner.job import JobPayload
     from kuberunner.pipeline import (
@@ -68,6 +69,8 @@ if TYPE_CHECKING:  # imported where used: `kuberunner exec` starts its helper an
         ScopedJobs,
     )
     from kuberunner.runner.artifact_store import ArtifactStore
+    from kuberunner.runner.store_relay import StoreRelay
+    from kuberunner.trace import JobTrace
 
 __all__ = [
     "EXECUTORS",
@@ -81,6 +84,7 @@ __all__ = [
     "SourceTree",
     "check_executor",
     "coverage_of",
+    "kubernetes_runner",
     "list_sources",
     "populate",
     "preload_modules",
@@ -445,8 +449,8 @@ def _copy_tree_slowly(source: Path, dest: Path) -> None:
 # (Linux). Only pipes and character devices can be opened again that way with the same
 # meaning: for anything else (a regular file would lose its offset), and wherever /proc,
 # bash or its /dev/tcp is missing, the bash client hands over to the Python one. Without
-# fork or UNIX sockets, or if the zygote is gone, the Python client runs the helper the
-# ordinary way.
+# fork or UNIX sockets, or if the zygote is gone (even with the call waiting for it: nothing
+# ran until the zygote's child says "S"), the Python client runs the helper the ordinary way.
 
 _ZYGOTE = r"""
 import gc, hmac, os, select, signal, socket, stat, sys, threading, traceback
@@ -502,21 +506,21 @@ def from_proc(conn):
             raise EOFError
         line += chunk
     conn.settimeout(None)
-    shown, pid, argc = line.split()
+    shown, pid, argc, err = line.split()  # err: the caller's fd that holds its stderr
     if not hmac.compare_digest(shown, token):
         raise PermissionError("wrong token")
     base = "/proc/%d" % int(pid)
-    with open(base + "/cmdline", "rb") as f:
-        cmdline = f.read().split(b"\0")[:-1]
     argc = int(argc)
-    argv = [os.fsdecode(arg) for arg in cmdline[len(cmdline) - argc :]] if argc else []
-    with open(base + "/environ", "rb") as f:
-        env = [item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item]
-    with open(base + "/status", "rb") as f:
-        umask = [int(l.split()[1], 8) for l in f if l.startswith(b"Umask:")]
     fds = []
-    try:
-        for number, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+    try:  # an OSError (no /proc mounted here, say): the caller hands over
+        with open(base + "/cmdline", "rb") as f:
+            cmdline = f.read().split(b"\0")[:-1]
+        argv = [os.fsdecode(arg) for arg in cmdline[len(cmdline) - argc :]] if argc else []
+        with open(base + "/environ", "rb") as f:
+            env = [item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item]
+        with open(base + "/status", "rb") as f:
+            umask = [int(l.split()[1], 8) for l in f if l.startswith(b"Umask:")]
+        for number, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY), (int(err), os.O_WRONLY)):
             path = "%s/fd/%d" % (base, number)
             mode = os.stat(path).st_mode
             if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
@@ -549,6 +553,7 @@ def serve(conn, by_tcp):
         conn.recv(1)
         os.kill(os.getpid(), signal.SIGKILL)
     threading.Thread(target=watch, daemon=True).start()
+    conn.sendall(b"S\n" if by_tcp else b"S")  # the call is the helper's from here on
     try:
         helper_main(args=argv, prog_name="kuberunner-helper")
         code = 0
@@ -610,19 +615,35 @@ os.umask(umask)
 env = [key + b"=" + value for key, value in os.environb.items()]
 body = b"\0".join([os.getcwdb(), b"%d" % umask, b"%d" % len(argv), *map(os.fsencode, argv), *env])
 fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
-conn.sendmsg([len(body).to_bytes(8, "big")], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-conn.sendall(body)
-code = b""
-while len(code) < 4:
-    chunk = conn.recv(4 - len(code))
-    if not chunk:
-        sys.stderr.write("ERROR: kuberunner-helper stopped unexpectedly\n")
-        sys.exit(1)
-    code += chunk
+def receive(size):
+    data = b""
+    while len(data) < size:
+        try:
+            chunk = conn.recv(size - len(data))
+        except OSError:  # reset: the zygote died with the call queued
+            chunk = b""
+        if not chunk:
+            return None
+        data += chunk
+    return data
+try:
+    conn.sendmsg([len(body).to_bytes(8, "big")], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+    conn.sendall(body)
+    started = receive(1)
+except OSError:
+    started = None
+if started is None:  # the zygote went before the helper started: nothing ran
+    conn.close()
+    os.execv(FALLBACK[0], FALLBACK + argv)
+code = receive(4)
+if code is None:
+    sys.stderr.write("ERROR: kuberunner-helper stopped unexpectedly\n")
+    sys.exit(1)
 sys.exit(int.from_bytes(code, "big", signed=True))
 """
 
-# Bash's /dev/tcp, its pid and its argument count: the zygote's child reads the rest in /proc.
+# Bash's /dev/tcp, its pid, its argument count and where its stderr is: the zygote's child
+# reads the rest in /proc.
 # A job's environment must not change what this script does: -p ignores BASH_ENV, exported
 # functions and SHELLOPTS; POSIXLY_CORRECT would make a failed connection fatal, and TMOUT
 # would time the wait out (both only for this shell: the helper gets the job's environment).
@@ -630,13 +651,16 @@ _BASH_CLIENT = r"""#!{bash} -p
 # kuberunner-helper, run by this kuberunner exec's helper zygote (kuberunner.runner.local)
 set +o posix
 unset TMOUT
-{{ exec 3<>/dev/tcp/127.0.0.1/{port}; }} 2>/dev/null || exec {python} "$@"
-printf '%s %s %s\n' {token} "$$" "$#" >&3 2>/dev/null || exec 3>&- {python} "$@"
-IFS= read -r -u 3 reply || {{ echo "ERROR: kuberunner-helper stopped unexpectedly" >&2; exit 1; }}
-case $reply in
-F) exec 3>&- {python} "$@" ;;
-*) exit "$reply" ;;
-esac
+# The caller's stderr waits in fd 9, where the zygote's child takes it from, and bash's own
+# (complaints about a zygote gone) goes nowhere. Redirected for one command instead, fd 2
+# could be /dev/null just when the child looks.
+exec 9>&2 2>/dev/null
+{{ exec 3<>/dev/tcp/127.0.0.1/{port}; }} || exec 2>&9 9>&- {python} "$@"
+printf '%s %s %s 9\n' {token} "$$" "$#" >&3 || exec 3>&- 2>&9 9>&- {python} "$@"
+# the helper starts (S), or the call goes to the Python client: handed over (F), zygote gone
+IFS= read -r -u 3 reply && [ "$reply" = S ] || exec 3>&- 2>&9 9>&- {python} "$@"
+IFS= read -r -u 3 reply || {{ echo "ERROR: kuberunner-helper stopped unexpectedly" >&9; exit 1; }}
+exit "$reply"
 """
 
 
@@ -698,8 +722,10 @@ class HelperLauncher:
             except OSError:  # no loopback: the Python client only
                 self._port, tcp_fd = None, -1
             fds = [unix.fileno(), tcp_fd]
+            # -P: the working directory (a project, as a rule) is not on sys.path, so none of
+            # its modules stands in for the helper's (the installed helper never sees them)
             self._process = subprocess.Popen(
-                [sys.executable, "-c", _ZYGOTE, *map(str, fds)],
+                [sys.executable, "-P", "-c", _ZYGOTE, *map(str, fds)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -742,7 +768,11 @@ class HelperLauncher:
             return
         self._ready = True
         assert process.stdout is not None
-        await asyncio.to_thread(_read_byte, process.stdout, _ZYGOTE_START_TIMEOUT)
+        if not await asyncio.to_thread(_read_byte, process.stdout, _ZYGOTE_START_TIMEOUT):
+            # stuck, its sockets would hold calls forever (or dead already): once it is gone,
+            # calls find nothing to connect to and run the ordinary helper
+            process.kill()
+            await asyncio.to_thread(process.wait)
 
     async def stop(self) -> None:
         await asyncio.to_thread(self._stop)
@@ -756,13 +786,13 @@ class HelperLauncher:
             shutil.rmtree(directory, True)  # the socket and the client
 
 
-def _read_byte(stream: IO[bytes], timeout: float) -> None:
-    """Read the byte the zygote writes once it listens (at most ``timeout`` seconds' wait)."""
+def _read_byte(stream: IO[bytes], timeout: float) -> bool:
+    """Read the byte the zygote writes once it listens (at most ``timeout`` seconds' wait);
+    False if it did not come."""
     import select
 
     readable, _, _ = select.select([stream], [], [], timeout)
-    if readable:
-        os.read(stream.fileno(), 1)
+    return bool(readable) and os.read(stream.fileno(), 1) == b"R"
 
 
 def _end_zygote(process: subprocess.Popen[bytes]) -> None:
@@ -975,6 +1005,7 @@ class _Run:
         helper_command: list[str] | None,
         sources: _Sources | None = None,
         trash: _Trash | None = None,
+        runner: RunnerConfig | None = None,
     ) -> None:
         from kuberunner.config.schema import RunnerConfig
         from kuberunner.pipeline.gitdata import slugify
@@ -989,14 +1020,25 @@ class _Run:
         self.cancel = cancel
         self.helper_command = helper_command
         self.limit = asyncio.Semaphore(max(concurrency, 1))
-        self.runner = RunnerConfig.model_validate(
-            {
-                "name": socket.gethostname() or "localhost",
-                "url": store.url,
-                "token": "local",
-                "executor": "shell",
-            }
-        )
+        local = {"name": socket.gethostname() or "localhost", "url": store.url, "token": "local"}
+        if runner is None:
+            self.runner = RunnerConfig.model_validate({**local, "executor": executor.name})
+        else:
+            self.runner = runner.model_copy(update={**local, "executor": executor.name})
+        self.relay: StoreRelay | None = None
+        if executor.name == "kubernetes":
+            from kuberunner.executors.kubernetes import KubernetesExecutor
+            from kuberunner.runner.store_relay import StoreRelay
+            from kuberunner.runner.system_id import load_or_create_system_id
+
+            self.relay = StoreRelay(store.url, self._pack_sources, self._wants_sources)
+            if isinstance(executor, KubernetesExecutor):
+                if executor.relay is None:
+                    executor.relay = self.relay
+                if not executor.system_id:
+                    # the state directory's own id: the first job removes what a killed run of this
+                    # directory left in the cluster (the directory is locked: no run of it is alive)
+                    executor.system_id = load_or_create_system_id(state_dir / "config.toml")
         self.slots: dict[str, _Slot] = {}
         used: set[str] = set()
         for index, sj in enumerate(scoped.jobs, 1):
@@ -1187,6 +1229,8 @@ class _Run:
             build = self._build(slot, payload)
             await self._prepare_sources(slot, build)
             outcome = await self.executor.run(build, trace, self.cancel)
+            if self.relay is not None:
+                outcome = await self._deliver(slot, trace, outcome)
         except BuildConfigError as exc:
             outcome = JobOutcome.failed("runner_configuration_error", str(exc))
         except BuildError as exc:
@@ -1211,8 +1255,36 @@ class _Run:
         log.flush()
         return outcome
 
+    async def _deliver(self, slot: _Slot, trace: JobTrace, outcome: JobOutcome) -> JobOutcome:
+        """Hand the store what the job's pod uploaded; a refused upload fails the job, as it would
+        have failed the upload stage in a pod that could reach the store."""
+        from kuberunner.executors.base import JobOutcome
+
+        assert self.relay is not None
+        delivery = await self.relay.deliver(slot.job_id)
+        for warning in delivery.warnings:
+            trace.warning(f"Creating cache failed: {warning}")
+        for error in delivery.errors:
+            trace.error(f"Uploading artifacts failed: {error}")
+        if delivery.errors and outcome.state == "success":
+            return JobOutcome.failed("script_failure", f"uploading artifacts failed: {delivery.errors[0]}", 1)
+        return outcome
+
     async def _prepare_sources(self, slot: _Slot, build: Build) -> None:
+        if self.relay is not None:
+            return  # a pod: the relay carries the sources in (see _pack_sources)
         await self._populate(build.builds_dir, build.project_dir, no_sources=slot.no_sources)
+
+    def _pack_sources(self) -> bytes:
+        """The working tree as a pod gets it: the files a local copy has, without ``.git``."""
+        from kuberunner.runner.store_relay import pack_sources
+
+        assert self.sources is not None
+        tree = self.sources.tree
+        return pack_sources(tree.root, tree.files)
+
+    def _wants_sources(self, job_id: int) -> bool:
+        return not any(s.no_sources for s in self.slots.values() if s.job_id == job_id)
 
     async def _populate(self, builds_dir: str, project_dir: str, *, no_sources: bool) -> None:
         """A fresh ``builds_dir`` with the project's copy (empty for ``GIT_STRATEGY: none``)."""
@@ -1237,6 +1309,16 @@ class _Run:
     def _build(self, slot: _Slot, payload: JobPayload) -> Build:
         from kuberunner.build import Build
 
+        if self.relay is not None:  # a pod: the Kubernetes executor's directories, the runner's cache
+            from kuberunner.runner.factory import cache_presigner
+
+            return Build.create(
+                payload,
+                self.runner,
+                executor_name=self.executor.name,
+                shared_builds_dir=False,
+                cache_presigner=cache_presigner(self.runner) or self.store.cache_url,
+            )
         return Build.create(
             payload,
             self.runner,
@@ -1323,6 +1405,11 @@ class _Run:
 
 def _make_executor(name: str) -> Executor:
     check_executor(name)
+    if name == "kubernetes":
+        from kuberunner.doctor.explain import explain
+        from kuberunner.executors.kubernetes import KubernetesExecutor
+
+        return KubernetesExecutor(explain=explain)
     from kuberunner.executors.shell import ShellExecutor
 
     return ShellExecutor()
@@ -1330,14 +1417,34 @@ def _make_executor(name: str) -> Executor:
 
 def check_executor(name: str) -> None:
     """Raise :class:`LocalRunError` (saying what to use instead) unless ``name`` runs jobs locally."""
-    if name == "shell":
-        return
-    if name == "kubernetes":
-        raise LocalRunError(
-            "--executor kubernetes is not available yet for kuberunner exec: the Kubernetes executor "
-            "is still being built; run with --executor shell (the default)"
-        )
-    raise LocalRunError(f"unknown executor {name!r}: use one of {', '.join(EXECUTORS)}")
+    if name not in EXECUTORS:
+        raise LocalRunError(f"unknown executor {name!r}: use one of {', '.join(EXECUTORS)}")
+
+
+def kubernetes_runner(runner: RunnerConfig | None = None) -> RunnerConfig:
+    """The ``[[runners]]`` entry a local run on Kubernetes uses.
+
+    ``runner``'s ``[runners.kubernetes]`` (and ``[runners.cache]``), else the defaults;
+    without ``host`` the connection is the current kubeconfig context's, and without
+    ``namespace`` so is the namespace, as for ``kubectl``. Raises :class:`LocalRunError`
+    saying what to set when there is no cluster to talk to.
+    """
+    from kuberunner.config.schema import KubernetesConfig, RunnerConfig
+    from kuberunner.kube import KubeConfigMissing, context_namespace, resolve_settings
+
+    base = runner or RunnerConfig.model_validate(
+        {"name": "local", "url": "http://127.0.0.1", "token": "local", "executor": "kubernetes"}
+    )
+    cfg = base.kubernetes or KubernetesConfig.model_validate({})
+    try:
+        settings = resolve_settings(cfg)
+    except KubeConfigMissing as exc:
+        raise LocalRunError(f"--executor kubernetes: {exc}") from None
+    if not cfg.namespace:
+        namespace = context_namespace(settings)
+        if namespace:
+            cfg = cfg.model_copy(update={"namespace": namespace})
+    return base.model_copy(update={"executor": "kubernetes", "kubernetes": cfg})
 
 
 async def run_scoped(
@@ -1351,12 +1458,15 @@ async def run_scoped(
     reporter: Reporter | None = None,
     cancel: Cancellation | None = None,
     helper_command: list[str] | None = None,
+    runner: RunnerConfig | None = None,
 ) -> PipelineResult:
     """Run the jobs ``pipeline.select()`` chose, in ``state_dir`` (absolute; see :func:`run_pipeline`).
 
     ``helper_command`` is how jobs start ``kuberunner-helper``; by default a
     :class:`HelperLauncher` for this run.
     """
+    if executor == "kubernetes":
+        runner = kubernetes_runner(runner)
     return await _run_scoped(
         pipeline,
         scoped,
@@ -1369,6 +1479,7 @@ async def run_scoped(
         helper_command=helper_command,
         helper=None,
         sources=None,
+        runner=runner,
     )
 
 
@@ -1385,6 +1496,7 @@ async def _run_scoped(
     helper_command: list[str] | None,
     helper: _HelperCommand | None,
     sources: _Sources | None,
+    runner: RunnerConfig | None = None,
 ) -> PipelineResult:
     """:func:`run_scoped`, with the helper already started and the sources already listed
     (None: do it now)."""
@@ -1409,7 +1521,9 @@ async def _run_scoped(
             trash.sweep()
             if _exists(str(artifacts)):  # it could not be moved to the trash
                 await asyncio.to_thread(shutil.rmtree, artifacts, ignore_errors=True)
-            store = ArtifactStore(artifacts).__enter__()
+            # pods cannot write here: their cache goes to the store, which keeps it in cache_dir
+            kube = runner_executor.name == "kubernetes"
+            store = ArtifactStore(artifacts, cache_root=cache_dir / "objects" if kube else None).__enter__()
             run = _Run(
                 pipeline,
                 scoped,
@@ -1423,6 +1537,7 @@ async def _run_scoped(
                 helper_command=helper.command,
                 sources=sources,
                 trash=trash,
+                runner=runner,
             )
             await helper.ready()
             return await run.run()
@@ -1624,6 +1739,7 @@ async def run_pipeline(
     cancel: Cancellation | None = None,
     helper_command: list[str] | None = None,
     start: RunStart | None = None,
+    runner: RunnerConfig | None = None,
 ) -> PipelineResult:
     """Load ``file`` of ``project_dir``, choose the jobs and run them (see the module docstring).
 
@@ -1635,6 +1751,10 @@ async def run_pipeline(
     run: ``cancel()`` lets running jobs run their after_script, ``abort()`` kills them.
     ``start`` is a :class:`RunStart` made for ``project_dir`` beforehand (its state
     directory and helper command are then the ones used); the run ends it.
+    ``executor="kubernetes"`` runs each job as a pod (see :func:`kubernetes_runner` for
+    where, and ``runner`` for a config.toml entry's ``[runners.kubernetes]``): the working
+    tree (without ``.git``) and the artifacts a job depends on go into its pod through
+    Secrets, its uploads come back through its log (:mod:`kuberunner.runner.store_relay`).
     Raises :class:`~kuberunner.pipeline.PipelineError` for an invalid pipeline or selection
     (before any job runs) and :class:`LocalRunError` when the run cannot start.
     """
@@ -1642,6 +1762,8 @@ async def run_pipeline(
 
     try:
         runner_executor = _make_executor(executor)
+        if executor == "kubernetes":
+            runner = kubernetes_runner(runner)
         if start is None:
             start = await asyncio.to_thread(
                 RunStart, Path(project_dir), state_dir=state_dir, helper_command=helper_command
@@ -1678,6 +1800,7 @@ async def run_pipeline(
             helper_command=None,
             helper=run_start.helper(),
             sources=sources if sources.tree.root == pipeline.project_dir else None,
+            runner=runner,
         )
     finally:
         await run_start.aclose()

@@ -100,9 +100,11 @@ def marker_prefix(nonce: str) -> str:
 
 @dataclass(frozen=True)
 class Marker:
-    """A parsed marker: ``kind`` is ``start``, ``end`` or ``result``."""
+    """A parsed marker: ``kind`` is ``start``, ``end``, ``result``, ``done`` or ``relay``."""
 
-    kind: str  # start, end, result (the build's last line), done (init's and helper's last line)
+    # start, end, result (the build's last line), done (init's and helper's last line),
+    # relay (a line of a request the helper sends out: kuberunner.helper.relay; ``note`` holds it)
+    kind: str
     stage: str = ""
     exit_code: int = 0
     note: str = ""  # end: "canceled" or "timeout"; result: the build's status
@@ -114,6 +116,7 @@ _BODY = re.compile(
     rf"|stage:end:(?P<end>{_STAGE}):(?P<rc>\d{{1,3}})(?::(?P<note>canceled|timeout))?"
     r"|result:(?P<code>\d{1,3}):(?P<status>success|failed|canceled)"
     r"|done:(?P<done>init|helper):(?P<exit>\d{1,3})"
+    r"|(?P<relay>relay:(?:begin|data|end):[A-Za-z0-9+/=:]*)"
 )
 
 
@@ -131,6 +134,8 @@ def parse_marker(line: bytes, nonce: str) -> tuple[bytes, Marker] | None:
     if match is None:
         return None
     before = line[:at]
+    if match["relay"]:
+        return before, Marker("relay", note=match["relay"])
     if match["done"]:
         return before, Marker("done", match["done"], int(match["exit"]))
     if match["start"]:
@@ -170,6 +175,7 @@ class DriverPlan:
     services: tuple[ServiceWait, ...] = ()
     service_timeout: int = 180
     kill_grace: int = DEFAULT_KILL_GRACE
+    sources_archive: str = ""  # kuberunner exec: the working tree's parts (script.generate)
 
     def __post_init__(self) -> None:
         if not _NONCE.fullmatch(self.nonce):
@@ -191,6 +197,7 @@ def driver_plan(
     services: Sequence[ServiceWait] = (),
     service_timeout: int = 180,
     kill_grace: int = DEFAULT_KILL_GRACE,
+    sources_archive: str = "",
 ) -> DriverPlan:
     """The stages of this job, in gitlab-runner's order, skipping those with nothing to do.
 
@@ -225,6 +232,7 @@ def driver_plan(
         services=tuple(services),
         service_timeout=service_timeout,
         kill_grace=kill_grace,
+        sources_archive=sources_archive,
     )
 
 
@@ -237,7 +245,7 @@ def job_scripts(build: Build, plan: DriverPlan) -> dict[str, str]:
     """
     scripts: dict[str, str] = {}
     for stage, _ in plan.init_stages:
-        scripts[stage] = generate(build, stage)
+        scripts[stage] = generate(build, stage, sources_archive=plan.sources_archive or None)
     for stage in plan.steps:
         scripts[stage] = generate(build, stage)
     if plan.after_script:

@@ -49,10 +49,12 @@ from kuberunner.build import Build, BuildConfigError, go_duration
 from kuberunner.config.schema import KubernetesConfig, RunnerConfig
 from kuberunner.executors.base import BuildError, Cancellation, FailureReason, JobOutcome
 from kuberunner.executors.kubernetes.driver import (
+    MARKER_LEAD,
     DriverPlan,
     ServiceWait,
     driver_plan,
     job_scripts,
+    marker_prefix,
 )
 from kuberunner.executors.kubernetes.logs import LogFollower, StageEnd, StageSections
 from kuberunner.executors.kubernetes.orphans import (
@@ -91,6 +93,7 @@ from kuberunner.executors.kubernetes.podspec import (
     termination_grace_period_seconds,
 )
 from kuberunner.executors.kubernetes.podwatch import PodWatch
+from kuberunner.executors.kubernetes.relay import SOURCES_FILE, Relay, RelayPlan, relay_secrets, sources_glob
 from kuberunner.kube import (
     KubeAPIError,
     KubeClient,
@@ -378,10 +381,14 @@ class KubernetesExecutor:
 
     name = "kubernetes"
 
-    def __init__(self, *, system_id: str = "", explain: Explainer | None = None) -> None:
+    def __init__(
+        self, *, system_id: str = "", explain: Explainer | None = None, relay: Relay | None = None
+    ) -> None:
         self.system_id = system_id
         # doctor's run-time diagnosis (injected: doctor sits above the executors)
         self.explain = explain
+        # kuberunner exec: the pod reaches its "GitLab" through the Kubernetes API (see .relay)
+        self.relay = relay
         # What the process knows, shared by every instance (the service may make one per job).
         self._active = _PROCESS.active
         self._swept = _PROCESS.swept
@@ -460,6 +467,11 @@ class _PodJob:
         self.stopped: Stop | None = None
         self.nonce = secrets.token_hex(6)
         self.sections = StageSections(trace, self.nonce, on_end=self._stage_warning)
+        relay = executor.relay
+        if relay is not None:
+            self.sections.relay = lambda request: relay.received(build, request)
+            self.sections.relay_lost = lambda why: relay.lost(build, why)
+        self._relay_secrets: list[dict[str, Any]] = []
         self.pull_attempts: dict[str, int] = {}
         self.pull_policies: dict[str, str] = {}
         self.told: set[str] = set()
@@ -535,11 +547,15 @@ class _PodJob:
         suffix = secrets.token_hex(4)
         pod_name = pod_name_for(build, suffix)
         names = secret_names(pod_name)
+        labels = job_labels(build, self.x.system_id)
+        relay = await self._relay_plan(pod_name, labels)
+        if isinstance(relay, JobOutcome):
+            return relay
         plan = PodPlan(
             job=build.job,
             pod_name=pod_name,
             namespace=self.namespace,
-            labels=job_labels(build, self.x.system_id),
+            labels=labels,
             builds_dir=build.builds_dir,
             cache_dir=build.cache_dir,
             scripts_secret=names[0],
@@ -550,11 +566,18 @@ class _PodJob:
             after_script_timeout=int(build.after_script_timeout),
             native_sidecars=native,
             service_ports=service_ports_for(build),
+            relay=relay,
         )
         try:
             rendered = render_pod(plan, cfg, read_file=_read_text)
             waits = service_waits(rendered.pod)
-            dplan = driver_plan(build, nonce=self.nonce, services=waits, service_timeout=cfg.poll_timeout)
+            dplan = driver_plan(
+                build,
+                nonce=self.nonce,
+                services=waits,
+                service_timeout=cfg.poll_timeout,
+                sources_archive=sources_glob() if relay is not None and relay.has_sources else "",
+            )
             scripts = job_scripts(build, dplan)
         except BuildError as exc:
             return exc.outcome()
@@ -583,6 +606,27 @@ class _PodJob:
             self._registry_secret = registry
         self.plan = plan
         return plan, scripts, dplan
+
+    async def _relay_plan(self, pod_name: str, labels: Mapping[str, str]) -> RelayPlan | JobOutcome | None:
+        """The relay's files as Secrets (made here, created with the others), or None without a relay."""
+        relay = self.x.relay
+        if relay is None:
+            return None
+        if is_official_helper_image(self.helper_image):
+            return _fail(
+                "runner_configuration_error",
+                f"helper_image {self.helper_image!r} is gitlab-runner's helper, which cannot reach the "
+                "artifacts of a local pipeline through the Kubernetes API: use kuberunner's helper image "
+                f"({DEFAULT_HELPER_IMAGE}, images/helper/Dockerfile) in [runners.kubernetes] helper_image",
+            )
+        try:
+            files = await relay.files(self.build)
+            self._relay_secrets = relay_secrets(pod_name, self.namespace, labels, files)
+        except BuildError as exc:
+            return exc.outcome()
+        mark = marker_prefix(self.nonce).removeprefix(MARKER_LEAD)
+        names = tuple(obj["metadata"]["name"] for obj in self._relay_secrets)
+        return RelayPlan(names, mark, has_sources=SOURCES_FILE in files, origin=self.build.gitlab_url)
 
     async def _connect(self, overrides: Overrides) -> JobOutcome | None:
         override = overrides.bearer_token if overrides.bearer_token != self.cfg.bearer_token else ""
@@ -634,6 +678,7 @@ class _PodJob:
         except BuildError as exc:
             return exc.outcome()
         to_create = [secret] + ([self._registry_secret] if self._registry_secret else [])
+        to_create += self._relay_secrets
         for obj in to_create:
             name = obj["metadata"]["name"]
             self.created.secrets.append(name)  # a request that got no answer may still have created it

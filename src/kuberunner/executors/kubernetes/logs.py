@@ -21,7 +21,9 @@ pod is gone and ends the follow.
 :class:`StageSections` receives the lines: marker lines of this job
 (:func:`.driver.parse_marker`) become ``section_start``/``section_end`` with
 the runner's clock, under gitlab-runner's titles, and are never forwarded;
-everything else goes to :meth:`JobTrace.write` unchanged.
+neither are the lines of requests a relay carries out of the pod
+(:mod:`.relay`), which go to its callback; everything else goes to
+:meth:`JobTrace.write` unchanged.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from kuberunner.executors.kubernetes.driver import Marker, parse_marker
 from kuberunner.executors.kubernetes.outcomes import is_started, is_terminated
 from kuberunner.executors.kubernetes.podwatch import PodWatch
+from kuberunner.helper.relay import RelayedRequest, RelayError, RelayReader
 from kuberunner.kube import KubeAPIError, KubeClient, KubeInvalid, KubeNotFound, KubeUnreachable
 from kuberunner.script import stage_title
 from kuberunner.trace import JobTrace
@@ -91,6 +94,10 @@ class StageSections:
     result: tuple[int, str] | None = None
     finished: set[str] = field(default_factory=set)  # containers whose driver printed its last line
     open_stage: str | None = None
+    # kuberunner exec (executors.kubernetes.relay): requests the helper sends out, and damage
+    relay: Callable[[RelayedRequest], None] | None = None
+    relay_lost: Callable[[str], None] = lambda _: None
+    _reader: RelayReader = field(default_factory=RelayReader)
 
     def line(self, content: bytes) -> None:
         """One log line (timestamp removed), newline included unless it is the last, partial one."""
@@ -107,7 +114,16 @@ class StageSections:
         self.trace.write(data)
 
     def _marker(self, marker: Marker) -> None:
-        if marker.kind == "start":
+        if marker.kind == "relay":
+            if self.relay is not None:
+                try:
+                    request = self._reader.feed(marker.note)
+                except RelayError as exc:
+                    self.relay_lost(str(exc))
+                    return
+                if request is not None:
+                    self.relay(request)
+        elif marker.kind == "start":
             self.close()
             self.trace.section_start(marker.stage, stage_title(marker.stage))
             self.open_stage = marker.stage

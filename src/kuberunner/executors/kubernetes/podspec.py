@@ -13,7 +13,8 @@ Layout (``docs/kubernetes-executor.md``)::
     volumes:        repo (builds: emptyDir at builds_dir), scripts (the scripts Secret,
                     read-only at /kuberunner/scripts), kuberunner-state (emptyDir at
                     /kuberunner/state), kuberunner-cache (emptyDir at cache_dir), every
-                    configured volume
+                    configured volume; for ``kuberunner exec``, kuberunner-relay (its
+                    Secrets, read-only at /kuberunner/relay in init and helper only)
 
 The builds and cache volumes are left out when a configured volume is mounted
 at that path (a PVC cache, a shared builds volume), as gitlab-runner does.
@@ -59,6 +60,8 @@ from kuberunner.executors.kubernetes.overrides import (
     resolve_service_account,
     variable_map,
 )
+from kuberunner.executors.kubernetes.relay import RELAY_DIR, RelayPlan
+from kuberunner.helper.relay import RELAY_DIR_ENV, RELAY_MARK_ENV, RELAY_ORIGIN_ENV
 from kuberunner.job import Credential, Image, JobPayload
 from kuberunner.util.quantity import QuantityError, parse_quantity
 
@@ -110,6 +113,7 @@ TERMINATION_GRACE_MARGIN_SECONDS = 30
 BUILDS_VOLUME = "repo"
 SCRIPTS_VOLUME = "scripts"
 STATE_VOLUME = "kuberunner-state"
+RELAY_VOLUME = "kuberunner-relay"
 CACHE_VOLUME = "kuberunner-cache"
 # A Secret (keys plus values) may hold at most 1 MiB.
 SECRET_MAX_BYTES = 1024 * 1024
@@ -167,6 +171,7 @@ class PodPlan:
     native_sidecars: bool
     service_ports: Mapping[str, Sequence[int]] = field(default_factory=dict)
     pull_policies: Mapping[str, str] = field(default_factory=dict)
+    relay: RelayPlan | None = None  # kuberunner exec: see executors.kubernetes.relay
 
 
 @dataclass(frozen=True)
@@ -1193,6 +1198,11 @@ def _placement(ctx: _Context) -> dict[str, Any]:
     return spec
 
 
+def _relay_volume(relay: RelayPlan) -> dict[str, Any]:
+    sources = [{"secret": {"name": name}} for name in relay.secrets]
+    return {"name": RELAY_VOLUME, "projected": {"sources": sources, "defaultMode": 0o444}}
+
+
 def render_pod(
     plan: PodPlan, cfg: KubernetesConfig, *, read_file: Callable[[str], str] | None = None
 ) -> RenderedPod:
@@ -1216,6 +1226,18 @@ def render_pod(
     )
 
     init, build, helper = _job_containers(ctx, job_image, image_def)
+    if plan.relay is not None:
+        if plan.relay.secrets:  # nothing to carry in: the helper answers 404, as the store would
+            ctx.volumes.volumes.append(_relay_volume(plan.relay))
+        for container in (init, helper):
+            if plan.relay.secrets:
+                mount = {"name": RELAY_VOLUME, "mountPath": RELAY_DIR, "readOnly": True}
+                container["volumeMounts"].append(mount)
+            container["env"] += [
+                {"name": RELAY_DIR_ENV, "value": RELAY_DIR},
+                {"name": RELAY_MARK_ENV, "value": plan.relay.mark},
+                {"name": RELAY_ORIGIN_ENV, "value": plan.relay.origin},
+            ]
     service_sc = _container_security_context(
         cfg.service_container_security_context, cfg, "service_container_security_context"
     )
