@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import re
 import ssl
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -281,3 +283,12 @@ class HelperRun:
         self.monkeypatch.chdir(cwd)
         context = HelperContext(sleep=self.sleeps.append)
         return CliRunner().invoke(main, list(args), obj=context, env=env, catch_exceptions=False)
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    """A zip archive holding ``files`` (name -> content), as an artifact or cache would be."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import zipfile
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from helper_doubles import FakeS3, HelperRun, Reply
+from helper_doubles import FakeS3, HelperRun, Reply, zip_bytes
 
 from kuberunner.helper.s3 import path_style_url, presign, presign_url
 
@@ -163,14 +162,6 @@ def test_nothing_to_cache_keeps_the_existing_cache(
     assert not cache_file.exists()
 
 
-def _zip_bytes(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 def _extract(helper: HelperRun, cwd: Path, cache_file: Path, *args: str) -> Result:
     return helper(cwd, "cache-extractor", "--file", str(cache_file), *args)
 
@@ -179,7 +170,7 @@ def test_extractor_downloads_and_extracts_the_cache(
     helper: HelperRun, s3: FakeS3, tmp_path: Path, cache_file: Path
 ) -> None:
     s3.objects[f"/{s3.bucket}/{KEY}"] = (
-        _zip_bytes({"node_modules/a/index.js": b"module.exports = 1"}),
+        zip_bytes({"node_modules/a/index.js": b"module.exports = 1"}),
         1.7e9,
     )
     project = tmp_path / "project"
@@ -199,7 +190,7 @@ def test_extractor_downloads_and_extracts_the_cache(
 def test_a_current_local_copy_is_not_downloaded_again(
     helper: HelperRun, s3: FakeS3, tmp_path: Path, cache_file: Path
 ) -> None:
-    s3.objects[f"/{s3.bucket}/{KEY}"] = (_zip_bytes({"f.txt": b"1"}), 1.7e9)
+    s3.objects[f"/{s3.bucket}/{KEY}"] = (zip_bytes({"f.txt": b"1"}), 1.7e9)
     project = tmp_path / "project"
     project.mkdir()
     get_url = _url(s3, "GET")

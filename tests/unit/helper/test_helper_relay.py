@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-import zipfile
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
+from helper_doubles import zip_bytes
 
 from kuberunner.helper.cli import HelperContext, main
 from kuberunner.helper.relay import (
@@ -98,14 +98,6 @@ def test_a_get_is_answered_from_its_parts_and_an_unforeseen_one_is_404(tmp_path:
         assert missing.status_code == 404 and "kuberunner exec" in missing.json()["message"]
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def test_the_helper_commands_use_the_relay_the_environment_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,7 +105,8 @@ def test_the_helper_commands_use_the_relay_the_environment_names(
     relay = tmp_path / "relay"
     relay.mkdir()
     key = response_key("GET", "/api/v4/jobs/3/artifacts")
-    answer = encode_response(200, {"Content-Type": "application/zip"}, _zip({"out/a.txt": b"from job 3"}))
+    archive = zip_bytes({"out/a.txt": b"from job 3"})
+    answer = encode_response(200, {"Content-Type": "application/zip"}, archive)
     (relay / f"{key}.000").write_bytes(answer)
     work = tmp_path / "work"
     work.mkdir()
