@@ -14,7 +14,12 @@ the run's start):
 - ``shut-down``: from the last job's end until the call returns.
 
 It also times ``kuberunner exec`` as a separate process, ``--rounds`` times, for the total
-that includes the interpreter's start and the imports.
+that includes the interpreter's start and the imports, and says what of that is the
+interpreter and the imports alone: a fresh interpreter importing what ``kuberunner exec``
+imports before its first job can start (the CLI, :mod:`kuberunner.pipeline` and
+:func:`~kuberunner.runner.local.preload_modules`), medians over ``--rounds``. Last, it
+counts the ``git`` processes of one ``kuberunner exec`` (through a ``git`` on ``PATH`` that
+notes its arguments, then runs the real one), by subcommand.
 
     python bench/exec_profile.py --rounds 5
 """
@@ -23,7 +28,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import itertools
+import os
+import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -94,6 +103,54 @@ async def _one_round(project: Path) -> tuple[float, float, dict[str, dict[str, f
     return timeline.first_start or 0.0, total - timeline.last_end, jobs
 
 
+_EXEC_IMPORTS = (
+    "import kuberunner.cli, kuberunner.cli.exec_cmd, kuberunner.pipeline\n"
+    "from kuberunner.runner.local import preload_modules\n"
+    "preload_modules()"
+)
+
+
+def _fresh_interpreter_ms(code: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return (time.perf_counter() - started) * 1000
+
+
+def _subcommand(args: list[str]) -> str:
+    """``rev-parse`` of ``git -c a=b -C dir rev-parse HEAD``."""
+    rest = iter(args)
+    for arg in rest:
+        if arg in ("-c", "-C"):
+            next(rest, None)
+        elif not arg.startswith("-"):
+            return arg
+    return "(none)"
+
+
+def _git_processes(project: Path, tmp: Path) -> collections.Counter[str]:
+    """How many ``git`` processes one ``kuberunner exec`` starts, by subcommand."""
+    real = shutil.which("git")
+    if real is None:
+        return collections.Counter()
+    shim_dir = tmp / "git-shim"
+    shim_dir.mkdir()
+    log = tmp / "git-calls.log"
+    shim = shim_dir / "git"
+    # one record per process (\036 ends it), its arguments each ended by \037
+    shim.write_text(
+        "#!/bin/sh\n"
+        f"{{ printf '%s\\037' \"$@\"; printf '\\036'; }} >> {shlex.quote(str(log))}\n"
+        f'exec {shlex.quote(real)} "$@"\n'
+    )
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    subprocess.run(
+        [*kuberunner_command(), "exec", "--no-color"], cwd=project, env=env, check=True, capture_output=True
+    )
+    records = log.read_text().split("\036")[:-1] if log.exists() else []
+    return collections.Counter(_subcommand(record.split("\037")) for record in records)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -119,13 +176,22 @@ def main() -> int:
                 [*kuberunner_command(), "exec", "--no-color"], cwd=project, check=True, capture_output=True
             )
             walls.append((time.perf_counter() - started) * 1000)
+        bare = [_fresh_interpreter_ms("pass") for _ in range(args.rounds)]
+        imports = [_fresh_interpreter_ms(_EXEC_IMPORTS) for _ in range(args.rounds)]
+        git_calls = _git_processes(project, Path(tmp))
     print(f"medians of {args.rounds} rounds, milliseconds")
     print(f"kuberunner exec as a process: {statistics.median(walls):7.1f}")
+    print(
+        f"  of which a fresh interpreter {statistics.median(bare):.1f}, plus the imports before the "
+        f"first job {statistics.median(imports) - statistics.median(bare):.1f}"
+    )
     print(f"start-up (until the first job starts): {statistics.median(startups):7.1f}")
     for name, series in sorted(per_job.items(), key=lambda kv: statistics.median(kv[1]["started at"])):
         cells = [f"{key} {statistics.median(v):.1f}" for key, v in series.items()]
         print(f"  {name}: " + ", ".join(cells))
     print(f"shut-down (after the last job): {statistics.median(shutdowns):7.1f}")
+    by_command = ", ".join(f"{name} {count}" for name, count in sorted(git_calls.items()))
+    print(f"git processes in one kuberunner exec: {sum(git_calls.values())} ({by_command})")
     return 0
 
 

@@ -299,23 +299,23 @@ def list_sources(project_dir: Path, exclude: Collection[Path] = ()) -> SourceTre
     def kept(rel: str) -> bool:
         return not any(rel == e or rel.startswith(e + "/") for e in excluded)
 
-    # three questions for git, asked at once: each answer is mostly git's start-up time
+    # two questions for git, asked at once: each answer is mostly git's start-up time. The
+    # second prints the work tree's top, then HEAD's sha (exit 0) or nothing more (exit 1:
+    # no commit yet); nothing at all outside a work tree.
     started = [
         _git_start(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."),
-        _git_start(root, "rev-parse", "--show-toplevel"),
-        _git_start(root, "rev-parse", "--verify", "-q", "HEAD"),
+        _git_start(root, "rev-parse", "--show-toplevel", "--verify", "-q", "HEAD"),
     ]
-    listed, top, sha = (_git_end(proc) for proc in started)
+    listed, head = (_git_end(proc) for proc in started)
     if listed is not None and listed.returncode == 0:
         names = sorted({n for n in listed.stdout.decode("utf-8", "surrogateescape").split("\0") if n})
         files = [n for n in names if kept(n) and (os.path.islink(root / n) or (root / n).is_file())]
-        at_top = (
-            top is not None
-            and top.returncode == 0
-            and Path(os.fsdecode(top.stdout.strip())).resolve() == root
-        )
-        git_sha = sha.stdout.decode().strip() if at_top and sha is not None and sha.returncode == 0 else None
-        return SourceTree(root, tuple(files), git_sha or None)
+        git_sha = None
+        if head is not None and head.returncode == 0:
+            top, _, sha = head.stdout.rstrip(b"\n").rpartition(b"\n")
+            if top and Path(os.fsdecode(top)).resolve() == root:
+                git_sha = sha.decode().strip() or None
+        return SourceTree(root, tuple(files), git_sha)
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
