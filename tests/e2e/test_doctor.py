@@ -648,6 +648,6 @@ def test_the_seeds_final_role_works_but_grants_more(
     )
     assert permissions["evidence"][-1] == (
         "the account may also list, get, create, delete, update configmaps; "
-        "list, get, create, delete, update pods/attach; create pods/exec; list, update secrets: "
+        "list, get, create, delete, update pods/attach; create pods/exec; update secrets: "
         "more than kuberunner uses"
     )

@@ -558,12 +558,21 @@ async def test_pods_of_a_killed_runner_are_removed_when_it_starts_again(env: Env
                 },
             }
         )
+        # secrets of a job killed before its pod existed, this machine's and another's
+        own = env.kube.pods(NS)[0]["metadata"]["labels"]
+        for name, secret_labels in (
+            ("runner-never-made-scripts", own),
+            ("runner-other-machine-scripts", labels),
+        ):
+            await admin.create_secret(
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "labels": secret_labels}}
+            )
 
     job = env.gitlab.enqueue(script=["echo fresh start"])
     report = await env.run(job, executor=KubernetesExecutor(system_id=SYSTEM_ID))
 
     assert report.outcome.state == "success", text(job)
-    assert env.leftovers() == ["runner-other-machine"]
+    assert sorted(env.leftovers()) == ["runner-other-machine", "runner-other-machine-scripts"]
 
 
 async def test_a_kubernetes_error_is_explained_as_doctor_would(env: Env) -> None:

@@ -696,10 +696,21 @@ async def _permissions(cluster: Cluster) -> CheckResult:
         "permissions",
         title,
         "warn",
-        f"optional permissions missing: {names} (job logs will not show why a pod waits)",
+        f"optional permissions missing: {names} ({'; '.join(_without(missing))})",
         tuple(evidence),
         tuple(fixes),
     )
+
+
+_WITHOUT = {
+    "events": "job logs will not show why a pod waits",
+    "secrets": "the secrets of a runner killed before it created the pod stay behind",
+}
+
+
+def _without(missing: Sequence[Permission]) -> list[str]:
+    """What a user loses without these optional permissions, once each."""
+    return list(dict.fromkeys(_WITHOUT.get(p.base_resource, p.why) for p in missing))
 
 
 # ------------------------------------------------------------------------------- driver

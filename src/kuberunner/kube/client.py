@@ -190,6 +190,19 @@ class KubeClient:
             f"delete secret {name!r}", "DELETE", f"/api/v1/namespaces/{ns}/secrets/{name}"
         )
 
+    @requires(
+        "secrets",
+        "list",
+        optional=True,
+        why="finding the secrets of a job whose pod was never created (a runner killed in between)",
+    )
+    async def list_secrets(self, *, label_selector: str = "", namespace: str | None = None) -> Obj:
+        ns = self._ns(namespace)
+        query = [("labelSelector", label_selector)] if label_selector else []
+        return await self._call(
+            f"list secrets in namespace {ns!r}", "GET", f"/api/v1/namespaces/{ns}/secrets", query=query
+        )
+
     @requires("secrets", "get", why="finding a job's secret again after a runner restart")
     async def get_secret(self, name: str, *, namespace: str | None = None) -> Obj:
         ns = self._ns(namespace)
@@ -250,17 +263,8 @@ class KubeClient:
         response = await self._raw(
             f"watch pod {name!r}", "GET", f"/api/v1/namespaces/{ns}/pods", query=query, timeout=None
         )
-        async for line in _lines(response, f"watch pod {name!r}", self.host):
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                raise KubeUnreachable(f"watch pod {name!r}: the stream broke mid-event") from None
-            kind, obj = str(event.get("type", "")), event.get("object") or {}
-            if kind == "ERROR":
-                raise api_error(int(obj.get("code") or 500), obj, operation=f"watch pod {name!r}")
-            yield kind, obj
+        async for event in _watch_events(response, f"watch pod {name!r}", self.host):
+            yield event
 
     @requires("pods/log", "get", why="streaming each container's output into the job log")
     async def pod_log(
@@ -316,13 +320,24 @@ class KubeClient:
         response = await self._raw(
             "watch events", "GET", f"/api/v1/namespaces/{ns}/events", query=query, timeout=None
         )
-        async for line in _lines(response, "watch events", self.host):
-            if line.strip():
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    obj = event.get("object") or {}
-                    raise api_error(int(obj.get("code") or 500), obj, operation="watch events")
-                yield str(event.get("type", "")), event.get("object") or {}
+        async for event in _watch_events(response, "watch events", self.host):
+            yield event
+
+
+async def _watch_events(response: aiohttp.ClientResponse, what: str, host: str) -> AsyncIterator[WatchEvent]:
+    """(type, object) of each watch event; an ERROR event raises its KubeAPIError, a line cut
+    in the middle of an event KubeUnreachable (the caller watches again, from where it was)."""
+    async for line in _lines(response, what, host):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            raise KubeUnreachable(f"{what}: the stream broke mid-event") from None
+        kind, obj = str(event.get("type", "")), event.get("object") or {}
+        if kind == "ERROR":
+            raise api_error(int(obj.get("code") or 500), obj, operation=what)
+        yield kind, obj
 
 
 async def _lines(response: aiohttp.ClientResponse, what: str, host: str) -> AsyncIterator[bytes]:

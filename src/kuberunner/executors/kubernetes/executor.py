@@ -879,7 +879,7 @@ class _PodJob:
         except KubeForbidden:
             self.x._events_denied[self._events_key()] = time.monotonic()
             self._tell_events_denied()
-        except (KubeError, ValueError) as exc:  # ValueError: a broken line of the event stream
+        except KubeError as exc:
             log.debug("pod %s: events unavailable: %s", self.watch.name, exc)
 
     # ----------------------------------------------------------------- cancel, timeout

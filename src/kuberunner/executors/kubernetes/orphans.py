@@ -11,9 +11,11 @@ config directory, would take each other's pods for orphans: run one.)
 Secrets are found through their pod: the names derived from the pod's
 (:func:`secret_names`) and those listed in its ``kuberunner.io/secrets``
 annotation, but only names that start with the pod's name, so an edited
-annotation cannot make the runner delete anything else. This needs no
-``secrets list`` permission; a secret whose pod was never created (a crash
-between the two requests) is not found.
+annotation cannot make the runner delete anything else. Where the account may
+``list secrets`` (optional), the secrets with the three labels are listed too,
+which finds those whose pod was never created (a runner killed between the two
+requests); one belonging to a pod of a running job (its name starts with the
+pod's, which the job claims before it creates anything) is kept.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import logging
 import re
 from collections.abc import Collection
 
-from kuberunner.kube import KubeClient, KubeError, KubeNotFound
+from kuberunner.kube import KubeClient, KubeError, KubeForbidden, KubeNotFound
 
 __all__ = [
     "ANNOTATION_SECRETS",
@@ -102,7 +104,24 @@ async def remove_orphans(
         listed = str((meta.get("annotations") or {}).get(ANNOTATION_SECRETS) or "").split(",")
         names = dict.fromkeys([*secret_names(name), *(s.strip() for s in listed)])
         await asyncio.gather(*(_delete_secret(client, s) for s in names if s.startswith(name + "-")))
+    await _remove_podless_secrets(client, orphan_selector(runner_short_token, system_id), active_pod_names)
     return removed
+
+
+async def _remove_podless_secrets(
+    client: KubeClient, selector: str, active_pod_names: Collection[str]
+) -> None:
+    """The labelled secrets no running job owns (skipped without ``secrets list``)."""
+    try:
+        listing = await client.list_secrets(label_selector=selector)
+    except KubeForbidden:
+        return  # optional: the pods' own secrets were found through them above
+    except KubeError as exc:
+        log.warning("secrets of orphaned jobs could not be listed: %s", exc)
+        return
+    names = [str((s.get("metadata") or {}).get("name") or "") for s in listing.get("items") or []]
+    active = tuple(f"{pod}-" for pod in active_pod_names)
+    await asyncio.gather(*(_delete_secret(client, n) for n in names if n and not n.startswith(active)))
 
 
 async def _delete_secret(client: KubeClient, name: str) -> None:
