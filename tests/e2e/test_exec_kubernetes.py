@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import socket
 import subprocess
 import sys
 import textwrap
@@ -349,3 +351,36 @@ def test_what_a_killed_run_left_in_the_cluster_is_removed_by_the_next_run(cluste
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     cluster.kube.wait_for(lambda: cluster.leftovers() == [])
+
+
+async def test_a_service_of_the_yaml_runs_beside_the_job_under_its_alias(cluster: Cluster) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = (
+        "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        f"s.bind(('127.0.0.1', {port})); s.listen()\n"
+        "while True:\n    c, _ = s.accept(); c.sendall(b'service says hi'); c.close()"
+    )
+    client = (
+        "import socket, time\n"
+        "for _ in range(200):\n"
+        "    try:\n"
+        f"        print(socket.create_connection(('db', {port})).recv(100).decode()); break\n"
+        "    except OSError:\n"
+        "        time.sleep(0.05)"
+    )
+    pipeline = {
+        "job": {
+            "image": "python:3.11",
+            "services": [
+                {"name": "postgres-like:1", "alias": "db", "entrypoint": [sys.executable, "-c", daemon]}
+            ],
+            "script": [f"{sys.executable} -c {shlex.quote(client)}"],
+        }
+    }
+    project = make_project(cluster.tmp / "project", json.dumps(pipeline))
+    result = await run_pipeline(project, executor="kubernetes", runner=cluster.runner())
+    assert result.exit_code == 0, _log(result, "job")
+    assert "service says hi" in _log(result, "job")
+    assert cluster.leftovers() == []
