@@ -39,7 +39,10 @@ from kuberunner.helper.transport import origin as transport_origin
 from kuberunner.helper.transport import tls_context
 
 __all__ = [
+    "HOP_HEADERS",
+    "MARKER_LEAD",
     "MAX_REQUEST_BYTES",
+    "PART_GLOB",
     "RELAY_DIR_ENV",
     "RELAY_MARK_ENV",
     "RELAY_ORIGIN_ENV",
@@ -48,6 +51,7 @@ __all__ = [
     "RelayTransport",
     "RelayedRequest",
     "encode_response",
+    "part_name",
     "relay_transport_from_env",
     "request_lines",
     "response_key",
@@ -62,11 +66,22 @@ _CHUNK = 3 * 1024
 # kubelet's rotation (10 MiB by default); one resumed across a rotation loses lines, which the
 # reader detects.
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
-_LEAD = "\x1e"
+# Every marker line of a job pod's log starts with this record separator (the in-pod drivers'
+# stage markers too: executors.kubernetes.driver); the helper sits below both, so it is kept here.
+MARKER_LEAD = "\x1e"
+# Relay files are split in parts ``<name>.000``, ``<name>.001``... (to fit Secrets).
+PART_GLOB = ".[0-9][0-9][0-9]"
+# Headers that describe one connection, not the request: never carried, never replayed.
+HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
 class RelayError(Exception):
     """A relayed exchange that cannot be made or was damaged on the way."""
+
+
+def part_name(name: str, number: int) -> str:
+    """The file name of part ``number`` of relay file ``name`` (see :data:`PART_GLOB`)."""
+    return f"{name}.{number:03d}"
 
 
 def response_key(method: str, path: str) -> str:
@@ -116,7 +131,7 @@ def request_lines(
             "can carry out of a pod through its log: make the artifacts smaller"
         )
     head = json.dumps({"method": method, "path": path, "headers": dict(headers)}, separators=(",", ":"))
-    prefix = f"{_LEAD}{mark}relay:"
+    prefix = f"{MARKER_LEAD}{mark}relay:"
     yield f"{prefix}begin:{base64.b64encode(head.encode()).decode()}"
     count = 0
     for start in range(0, len(body), _CHUNK):
@@ -172,11 +187,6 @@ class RelayReader:
             raise RelayError(f"a relayed request is damaged ({type(exc).__name__})") from None
         raise RelayError(f"unknown relay line {kind!r}")
 
-    @property
-    def pending(self) -> bool:
-        """A request began and has not ended (the log was cut, or the helper died mid-way)."""
-        return self._head is not None
-
 
 class RelayTransport(httpx.BaseTransport):
     """An httpx transport for requests to ``origin`` (all when empty): ``GET``/``HEAD`` from
@@ -199,7 +209,7 @@ class RelayTransport(httpx.BaseTransport):
         if request.method in ("GET", "HEAD"):
             return self._answer(request, path.split("?", 1)[0])
         body = request.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         out = self.out if self.out is not None else sys.stdout.buffer
         try:
             lines = list(request_lines(self.mark, request.method, path, headers, body))
@@ -216,7 +226,7 @@ class RelayTransport(httpx.BaseTransport):
 
     def _answer(self, request: httpx.Request, path: str) -> httpx.Response:
         key = response_key(request.method if request.method != "HEAD" else "GET", path)
-        parts = sorted(self.directory.glob(f"{key}.[0-9][0-9][0-9]"))
+        parts = sorted(self.directory.glob(key + PART_GLOB))
         if not parts:
             return httpx.Response(
                 404,

@@ -20,14 +20,13 @@ import httpx
 
 from kuberunner.build import Build
 from kuberunner.executors.kubernetes.relay import SOURCES_FILE
-from kuberunner.helper.relay import RelayedRequest, encode_response, response_key
+from kuberunner.helper.relay import HOP_HEADERS, RelayedRequest, encode_response, response_key
 from kuberunner.script import restore_cache_keys
 
 __all__ = ["Delivery", "StoreRelay", "pack_sources"]
 
 # what an answer keeps of the store's headers (the rest is the transport's business)
 _KEPT_HEADERS = ("content-type", "content-disposition")
-_DROPPED_REQUEST_HEADERS = ("host", "content-length", "transfer-encoding", "connection")
 
 
 def pack_sources(root: Path, files: Sequence[str]) -> bytes:
@@ -115,9 +114,7 @@ class StoreRelay:
             return delivery
         async with httpx.AsyncClient(base_url=self.store_url, timeout=60.0) as client:
             for request in requests:
-                headers = {
-                    k: v for k, v in request.headers.items() if k.lower() not in _DROPPED_REQUEST_HEADERS
-                }
+                headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
                 response = await client.request(
                     request.method, request.path, headers=headers, content=request.body
                 )

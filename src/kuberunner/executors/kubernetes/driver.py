@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from kuberunner import __version__
 from kuberunner.build import Build
 from kuberunner.executors.kubernetes.podspec import SCRIPTS_DIR, STATE_DIR
+from kuberunner.helper.relay import MARKER_LEAD
 from kuberunner.script import Stage, generate, has_work, quote, step_stages
 
 __all__ = [
@@ -80,7 +81,6 @@ __all__ = [
     "parse_marker",
 ]
 
-MARKER_LEAD = "\x1e"
 RESULT_FILE = f"{STATE_DIR}/build.rc"
 DRIVER_KEYS = ("init", "build", "helper")
 HEARTBEAT_SECONDS = 1

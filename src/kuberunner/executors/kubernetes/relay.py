@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kuberunner.executors.base import BuildError
+from kuberunner.helper.relay import PART_GLOB, part_name
 from kuberunner.helper.transport import human_size
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class RelayPlan:
 
 def sources_glob() -> str:
     """The shell glob of the working tree's parts, in order."""
-    return f"{RELAY_DIR}/{SOURCES_FILE}.[0-9][0-9][0-9]"
+    return f"{RELAY_DIR}/{SOURCES_FILE}{PART_GLOB}"
 
 
 def relay_secrets(
@@ -91,7 +92,7 @@ def relay_secrets(
         chunks = [content[i : i + PART_BYTES] for i in range(0, len(content), PART_BYTES)] or [b""]
         if len(chunks) > 1000:
             raise BuildError(f"relay file {name!r} is too large", "runner_configuration_error")
-        parts += [(f"{name}.{n:03d}", chunk) for n, chunk in enumerate(chunks)]
+        parts += [(part_name(name, n), chunk) for n, chunk in enumerate(chunks)]
     secrets: list[dict[str, Any]] = []
     data: dict[str, str] = {}
     size = 0
